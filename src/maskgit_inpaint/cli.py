@@ -1,0 +1,223 @@
+"""The `maskgit` command line. Each subcommand is a thin layer over the Python API."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from . import __version__
+
+
+class CLIError(Exception):
+    """An error to print as one line, with a non-zero exit."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _load_model(model_dir: str | None, device: str):
+    from .model import MaskGIT, default_model_dir, has_default_model, resolve_device
+
+    if model_dir is None:
+        if not has_default_model():
+            raise CLIError("no default model is bundled with this installation yet; pass --model MODEL_DIR")
+        model_dir = default_model_dir()
+    return MaskGIT.from_dir(model_dir, device=resolve_device(device)), Path(model_dir)
+
+
+def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = True) -> None:
+    from .schedules import SCHEDULES
+
+    g = p.add_argument_group("sampler (defaults: the model's config.yaml)")
+    g.add_argument("--gamma", choices=sorted(SCHEDULES), help="mask schedule")
+    g.add_argument("--steps", type=int, help="total iterations T of the schedule")
+    g.add_argument("--sweet-spot", type=int, help="stop after this many steps")
+    g.add_argument("--temperature", type=float, help="choice temperature: Gumbel noise on confidences")
+    g.add_argument("--sample-temperature", type=float,
+                   help="sampling temperature of the predicted tokens (0 = argmax)")
+
+
+def sampler_from_args(model, args):
+    from dataclasses import replace
+
+    cfg = model.sampler
+    changes = {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
+                                 ("choice_temperature", args.temperature),
+                                 ("temperature", args.sample_temperature)) if v is not None}
+    cfg = replace(cfg, **changes)
+    if args.steps is not None and args.sweet_spot is None and cfg.sweet_spot and cfg.sweet_spot > cfg.steps:
+        cfg = replace(cfg, sweet_spot=None)
+    cfg.validate()
+    return cfg
+
+
+# ----------------------------------------------------------------------------- inpaint
+def load_inpaint_inputs(images_dir, masks_dir, size: int, hole_value: int = 0, strict_size: bool = False):
+    """Read and check every image and mask before anything is written."""
+    import numpy as np
+
+    from .images import InputError, list_images, pair_files, read_image, read_mask, resize_mask
+
+    pairs = pair_files(list_images(images_dir, "image"), list_images(masks_dir, "mask"))
+    stems = [p.stem for p, _ in pairs]
+    dup = {s for s in stems if stems.count(s) > 1}
+    if dup:
+        raise InputError(f"{images_dir}: several images share the name {sorted(dup)[0]!r}; outputs would collide")
+    imgs, known = [], []
+    for ip, mp in pairs:
+        from .images import open_image
+
+        w, h = open_image(ip).size
+        img = read_image(ip, size, strict=strict_size)
+        m = read_mask(mp, (h, w), hole_value)
+        if (h, w) != (size, size):
+            m = resize_mask(m, size)
+        imgs.append(img)
+        known.append(m)
+    return pairs, imgs, np.stack(known)
+
+
+def cmd_inpaint(args) -> int:
+    import torch
+
+    from .images import save_png, to_tensor, to_uint8
+    from .sampling import seed_for_name
+    from .visualize import step_strip
+
+    model, model_dir = _load_model(args.model, args.device)
+    sampler = sampler_from_args(model, args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pairs, imgs, known = load_inpaint_inputs(args.images, args.masks, model.image_size,
+                                                 args.hole_value, args.strict_size)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    known_t = torch.from_numpy(known)
+    t0 = time.perf_counter()
+    for i in range(0, len(pairs), args.batch_size):
+        sl = slice(i, i + args.batch_size)
+        seeds = torch.tensor([seed_for_name(args.seed, p.stem) for p, _ in pairs[sl]])
+        res = model.inpaint(to_tensor(imgs[sl]), known_t[sl], sampler, seed=seeds,
+                            composite=not args.no_composite, dilate=args.dilate, return_steps=args.save_steps)
+        arrays = to_uint8(res.images)
+        for j, (ip, _) in enumerate(pairs[sl]):
+            save_png(arrays[j], out / f"{ip.stem}.png")
+        if args.save_steps:
+            strips = step_strip(to_tensor(imgs[sl]), known_t[sl], res, model.image_size)
+            for j, (ip, _) in enumerate(pairs[sl]):
+                save_png(strips[j], out / "steps" / f"{ip.stem}.png")
+    dt = time.perf_counter() - t0
+    print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
+          f"gamma={sampler.gamma} steps={sampler.steps} stop={sampler.stop} model={model_dir})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- import-lab
+def cmd_import_lab(args) -> int:
+    from .lab import import_lab
+
+    out = import_lab(args.vqgan, args.transformer, args.out, args.config, args.heads)
+    print(f"wrote model directory {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- masks
+def cmd_masks(args) -> int:
+    from .images import save_png
+    from .masks import generate_masks
+
+    masks = generate_masks(args.kind, args.count, args.size, args.seed)
+    out = Path(args.out)
+    width = max(4, len(str(args.count - 1)))
+    for i, m in enumerate(masks):
+        save_png((m * 255).astype("uint8"), out / f"{i:0{width}d}.png")
+    print(f"wrote {args.count} {args.kind} masks ({100 * (1 - masks.mean()):.1f}% hole pixels) to {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    path = run_demo(args.out, device=args.device)
+    print(f"demo sheet written to {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maskgit", description="MaskGIT image inpainting: train, inpaint, evaluate.")
+    p.add_argument("--version", action="version", version=f"maskgit-inpaint {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("inpaint", help="fill the holes of a folder of images")
+    q.add_argument("--images", required=True, help="folder of images")
+    q.add_argument("--masks", required=True, help="folder of grayscale masks (255 = known, 0 = hole)")
+    q.add_argument("--out", required=True, help="output folder (one PNG per image)")
+    q.add_argument("--model", help="model directory (default: the bundled model)")
+    add_sampler_args(q)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--no-composite", action="store_true", help="return the raw decode (the lab's protocol)")
+    q.add_argument("--save-steps", action="store_true", help="also write the per-step strip to OUT/steps/")
+    q.add_argument("--hole-value", type=int, choices=(0, 255), default=0, help="mask value that marks a hole")
+    q.add_argument("--strict-size", action="store_true", help="refuse images of another size instead of resizing")
+    q.add_argument("--dilate", type=int, default=0, help="grow the unknown token region by this many tokens")
+    q.set_defaults(func=cmd_inpaint)
+
+    q = sub.add_parser("import-lab", help="convert the course lab's checkpoints into a model directory")
+    q.add_argument("--vqgan", required=True, help="VQGAN.pt (plain state dict)")
+    q.add_argument("--transformer", help="the transformer checkpoint (.pth, lab layout)")
+    q.add_argument("--config", help="MaskGit.yml (for the number of heads)")
+    q.add_argument("--heads", type=int, help="attention heads (default: from --config, else 16)")
+    q.add_argument("--out", required=True, help="model directory to write")
+    q.set_defaults(func=cmd_import_lab)
+
+    q = sub.add_parser("masks", help="write a fixed, seeded set of mask PNGs")
+    q.add_argument("--out", required=True)
+    q.add_argument("--count", type=int, required=True)
+    q.add_argument("--kind", default="random-walk", choices=["random-walk", "rectangle", "brush", "outpaint"])
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--size", type=int, default=64)
+    q.set_defaults(func=cmd_masks)
+
+    q = sub.add_parser("demo", help="inpaint the bundled samples with the default model and write a sheet")
+    q.add_argument("--out", default="maskgit-demo", help="output folder (default: ./maskgit-demo)")
+    q.add_argument("--device", default="auto")
+    q.set_defaults(func=cmd_demo)
+
+    try:
+        from .evaluation import add_evaluate_arguments, run_evaluate
+
+        q = sub.add_parser("evaluate", help="FID and pixel metrics of inpainted images against ground truth")
+        add_evaluate_arguments(q)
+        q.set_defaults(func=run_evaluate)
+    except ImportError:
+        pass
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoints import WeightsError
+    from .images import InputError
+    from .model import ModelDirError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, InputError, ModelDirError, WeightsError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("MASKGIT_DEBUG"):
+            raise
+        print(f"maskgit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

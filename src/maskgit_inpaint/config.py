@@ -1,0 +1,64 @@
+"""Configs: YAML presets shipped with the package, files, and dotted overrides."""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+PRESETS = ("tiny", "small", "base")
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def preset(name: str) -> dict:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    text = resources.files("maskgit_inpaint").joinpath(f"configs/{name}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Recursive dict merge; `update` wins."""
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` strings (value parsed as YAML) to a nested dict."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = cfg
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return cfg
+
+
+def resolve(preset_name: str | None = None, config_path: str | Path | None = None,
+            overrides: list[str] | None = None) -> dict:
+    """preset, then config file, then overrides: the resolved config saved with every run."""
+    cfg = preset(preset_name) if preset_name else {}
+    if config_path:
+        cfg = merge(cfg, load_yaml(config_path))
+    return apply_overrides(cfg, overrides or [])

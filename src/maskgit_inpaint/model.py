@@ -1,0 +1,197 @@
+"""The inpainting pipeline (tokenizer + transformer + sampler) and the model directory.
+
+A model directory holds `config.yaml`, `tokenizer.safetensors` and, for a full model,
+`transformer.safetensors`. Nothing in it is pickled.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import yaml
+
+from .checkpoints import WeightsError, atomic_write, load_safetensors, load_strict, save_safetensors
+from .masks import pixel_to_token_mask
+from .sampling import SamplerConfig, inpaint_tokens
+from .tokenizer import VQGAN, TokenizerConfig
+from .transformer import MaskTransformer, TransformerConfig
+
+FORMAT = "maskgit-inpaint/1"
+DEFAULT_NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class InpaintOutput:
+    images: torch.Tensor                 # (B,3,H,W) in [0,1]
+    tokens: torch.Tensor                 # (B,N) final tokens
+    unknown: torch.Tensor                # (B,N) tokens that were generated
+    step_images: list[torch.Tensor] = field(default_factory=list)  # per step (B,3,H,W) in [0,1]
+    step_masks: list[torch.Tensor] = field(default_factory=list)   # per step (B,N) still masked
+
+
+def sampler_from_dict(d: dict | None) -> SamplerConfig:
+    d = dict(d or {})
+    known = set(SamplerConfig.__dataclass_fields__)
+    if set(d) - known:
+        raise ValueError(f"unknown sampler config keys: {sorted(set(d) - known)}")
+    cfg = SamplerConfig(**d)
+    cfg.validate()
+    return cfg
+
+
+class MaskGIT(nn.Module):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        self.tokenizer = VQGAN(TokenizerConfig.from_dict(config["tokenizer"]))
+        self.transformer = None
+        if config.get("transformer"):
+            tcfg = TransformerConfig.from_dict(config["transformer"])
+            if tcfg.codebook_size != self.tokenizer.codebook_size:
+                raise ModelDirError(f"transformer.codebook_size ({tcfg.codebook_size}) differs from the "
+                                    f"tokenizer's ({self.tokenizer.codebook_size})")
+            if tcfg.num_tokens != self.tokenizer.cfg.num_tokens:
+                raise ModelDirError(f"transformer.num_tokens ({tcfg.num_tokens}) differs from the "
+                                    f"tokenizer's grid ({self.tokenizer.cfg.num_tokens})")
+            self.transformer = MaskTransformer(tcfg)
+        norm = config.get("normalization") or DEFAULT_NORMALIZATION
+        self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
+        self.sampler = sampler_from_dict(config.get("sampler"))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def image_size(self) -> int:
+        return self.tokenizer.cfg.image_size
+
+    @property
+    def codebook_size(self) -> int:
+        return self.tokenizer.codebook_size
+
+    @property
+    def latent_size(self) -> int:
+        return self.tokenizer.cfg.latent_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    # ------------------------------------------------------------------ pixels <-> tokens
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        return (images01 - self.mean) / self.std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.std + self.mean).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.tokenizer.encode(self.normalize(images01))
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.denormalize(self.tokenizer.decode(tokens).float())
+
+    # ------------------------------------------------------------------ inpainting
+    @torch.no_grad()
+    def inpaint(self, images01: torch.Tensor, known: torch.Tensor, sampler: SamplerConfig | None = None,
+                seed: int | torch.Tensor = 0, composite: bool = True, dilate: int = 0,
+                return_steps: bool = False) -> InpaintOutput:
+        """Fill the holes of `images01` (B,3,H,W) in [0,1]; `known` (B,H,W) bool, True = known pixel.
+
+        Hole pixels are replaced by the mean colour before encoding, so whatever the input
+        holds there cannot leak into the result.
+        """
+        if self.transformer is None:
+            raise ModelDirError("this model directory holds only a tokenizer; inpainting needs a transformer")
+        sampler = sampler or self.sampler
+        images01 = images01.to(self.device, torch.float32)
+        known = known.to(self.device, torch.bool)
+        x = self.normalize(images01) * known[:, None]
+        tokens = self.tokenizer.encode(x)
+        unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate)
+        res = inpaint_tokens(self.transformer, tokens, unknown, sampler, codebook_size=self.codebook_size,
+                             seed=seed, return_steps=return_steps)
+        out = self.decode(res.tokens)
+        if composite:
+            out = torch.where(known[:, None], images01, out)
+        step_images = [self.decode(t) for t in res.step_tokens] if return_steps else []
+        return InpaintOutput(out, res.tokens, unknown, step_images, res.step_masks)
+
+    # ------------------------------------------------------------------ model directory
+    def save(self, out_dir: str | Path, dtype: torch.dtype | None = None) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        config = dict(self.config)
+        config["format"] = FORMAT
+        save_safetensors(self.tokenizer.state_dict(), out / "tokenizer.safetensors", dtype)
+        if self.transformer is not None:
+            save_safetensors(self.transformer.state_dict(), out / "transformer.safetensors", dtype)
+        text = yaml.safe_dump(config, sort_keys=False)
+        atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+        return out
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, device: str | torch.device = "cpu",
+                 require_transformer: bool = True) -> "MaskGIT":
+        d = Path(model_dir)
+        if not d.is_dir():
+            raise ModelDirError(f"{d}: model directory not found")
+        cfg_path = d / "config.yaml"
+        if not cfg_path.is_file():
+            raise ModelDirError(f"{cfg_path}: missing (a model directory holds config.yaml and safetensors weights)")
+        try:
+            config = yaml.safe_load(cfg_path.read_text())
+        except yaml.YAMLError as e:
+            raise ModelDirError(f"{cfg_path}: not valid YAML ({e})") from None
+        if not isinstance(config, dict) or "tokenizer" not in config:
+            raise ModelDirError(f"{cfg_path}: no 'tokenizer' section")
+        if require_transformer and not config.get("transformer"):
+            raise ModelDirError(f"{d}: holds only a tokenizer (no transformer section in config.yaml); "
+                                "train one with `maskgit train --tokenizer` first")
+        try:
+            model = cls(config)
+        except (TypeError, ValueError) as e:
+            raise ModelDirError(f"{cfg_path}: {e}") from None
+        try:
+            load_strict(model.tokenizer, load_safetensors(d / "tokenizer.safetensors"), d / "tokenizer.safetensors")
+            if model.transformer is not None:
+                load_strict(model.transformer, load_safetensors(d / "transformer.safetensors"),
+                            d / "transformer.safetensors")
+        except WeightsError as e:
+            raise ModelDirError(str(e)) from None
+        return model.to(device).eval()
+
+
+def model_hash(model_dir: str | Path) -> str:
+    """Short content hash of a model directory's files, recorded with every result."""
+    h = hashlib.sha256()
+    for p in sorted(Path(model_dir).glob("*")):
+        if p.is_file() and p.suffix in (".yaml", ".safetensors"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def default_model_dir() -> Path:
+    """The pretrained model shipped inside the package."""
+    from importlib import resources
+
+    return Path(str(resources.files("maskgit_inpaint").joinpath("default_model")))
+
+
+def has_default_model() -> bool:
+    d = default_model_dir()
+    return (d / "config.yaml").is_file() and (d / "transformer.safetensors").is_file()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -1,0 +1,177 @@
+"""Iterative MaskGIT decoding for inpainting: pure tensor code, batched, no files.
+
+At step t = 1..T every unknown token is predicted at once; the most confident predictions
+are kept and the rest are re-masked so that floor(n_i * gamma(t/T)) tokens stay masked,
+where n_i is image i's own count of unknown tokens.
+
+Randomness comes from a counter-based hash of (seed, step, position, stream) rather than
+a global generator, so an image gives the same result alone or anywhere in a batch, and
+on any device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .schedules import NON_MONOTONE, gamma as gamma_fn
+
+_M32 = 0xFFFFFFFF
+
+
+@dataclass
+class SamplerConfig:
+    gamma: str = "cosine"
+    steps: int = 8                   # T, the total number of iterations the schedule spans
+    sweet_spot: int | None = None    # stop after this many steps (None = T)
+    choice_temperature: float = 4.5  # scale of the Gumbel noise on confidences, annealed to 0
+    temperature: float = 1.0         # sampling temperature of the tokens; 0 = argmax
+
+    def validate(self) -> None:
+        gamma_fn(self.gamma, 0.5)  # raises for an unknown name
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.sweet_spot is not None and self.sweet_spot < 1:
+            raise ValueError(f"sweet_spot must be >= 1, got {self.sweet_spot}")
+        if self.temperature < 0 or self.choice_temperature < 0:
+            raise ValueError("temperatures must be >= 0")
+
+    @property
+    def stop(self) -> int:
+        return min(self.sweet_spot or self.steps, self.steps)
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor                                   # (B, N) final tokens
+    step_tokens: list[torch.Tensor] = field(default_factory=list)  # per step: current full guess
+    step_masks: list[torch.Tensor] = field(default_factory=list)   # per step: still masked (B, N)
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32 integer hash on int64 tensors holding 32-bit values."""
+    x = x & _M32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def uniform_noise(seeds: torch.Tensor, step: int, stream: int, n: int) -> torch.Tensor:
+    """Uniforms in (0, 1), shape (B, n), a pure function of (seed_b, step, position, stream)."""
+    pos = torch.arange(n, device=seeds.device, dtype=torch.int64)
+    h = _hash32(seeds.to(torch.int64)[:, None] * 0x9E3779B1 + stream * 0x85EBCA77)
+    h = _hash32(h ^ (step * 0xC2B2AE3D))
+    h = _hash32(h ^ pos[None] * 0x27D4EB2F)
+    return (h.double() + 0.5) / 2.0 ** 32
+
+
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    """Rank of each entry within its row (0 = smallest); ties broken by position."""
+    order = values.argsort(dim=1, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order))
+    return ranks
+
+
+@torch.no_grad()
+def inpaint_tokens(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    tokens: torch.Tensor,
+    unknown: torch.Tensor,
+    cfg: SamplerConfig,
+    *,
+    codebook_size: int,
+    seed: int | torch.Tensor = 0,
+    return_steps: bool = False,
+) -> SampleResult:
+    """Fill the unknown tokens of `tokens` (B, N) where `unknown` (B, N) is True.
+
+    `logits_fn(tokens)` returns (B, N, >= codebook_size) logits; index codebook_size is the
+    mask token, which is never produced. Known tokens are never changed.
+    """
+    cfg.validate()
+    non_monotone = cfg.gamma in NON_MONOTONE
+    b, n = tokens.shape
+    device = tokens.device
+    mask_id = codebook_size
+    unknown = unknown.to(device=device, dtype=torch.bool)
+    seeds = torch.as_tensor(seed, dtype=torch.int64, device=device).expand(b).contiguous() \
+        if not torch.is_tensor(seed) or seed.dim() == 0 else seed.to(device=device, dtype=torch.int64)
+    if seeds.shape != (b,):
+        raise ValueError(f"seed must be an int or a tensor of shape ({b},), got {tuple(seeds.shape)}")
+
+    T = cfg.steps
+    # A monotone schedule that reaches 0 before T has nothing left to do after that step.
+    last = T if non_monotone else next(t for t in range(1, T + 1) if gamma_fn(cfg.gamma, t / T).item() == 0)
+    stop = min(cfg.stop, last)
+    early = cfg.stop < last  # the sweet spot cuts decoding short
+    n_unknown = unknown.sum(1)
+    masked = unknown.clone()
+    cur = torch.where(unknown, torch.full_like(tokens, mask_id), tokens)
+    inf = torch.tensor(float("inf"), device=device)
+    gen_conf = torch.full((b, n), float("inf"), device=device)  # confidence of generated tokens
+    result = SampleResult(tokens=cur)
+
+    for t in range(1, stop + 1):
+        logits = logits_fn(cur)[..., :codebook_size].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        if t == stop and early:
+            sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess
+        elif cfg.temperature > 0:
+            cdf = torch.softmax(logits / cfg.temperature, dim=-1).cumsum(-1)
+            u = uniform_noise(seeds, t, 0, n).to(cdf.dtype)[..., None] * cdf[..., -1:]
+            sampled = torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=codebook_size - 1)
+        else:
+            sampled = logits.argmax(-1)
+        sel_logp = logp.gather(-1, sampled[..., None]).squeeze(-1)
+
+        if t == stop:
+            cur = torch.where(masked, sampled, cur)
+            masked = torch.zeros_like(masked)
+        else:
+            g = -torch.log(-torch.log(uniform_noise(seeds, t, 1, n))).float()
+            conf = sel_logp + cfg.choice_temperature * (1.0 - t / T) * g
+            target = torch.floor(n_unknown.double() * gamma_fn(cfg.gamma, t / T).item()).long()
+            n_masked = masked.sum(1)
+            rising = (target > n_masked) if non_monotone else torch.zeros_like(n_masked, dtype=torch.bool)
+            # falling (or flat) schedule: reveal the most confident, at least one while any remain
+            keep = torch.minimum(target, (n_masked - 1).clamp(min=0))
+            stay = masked & (_ranks(torch.where(masked, conf, inf)) < keep[:, None])
+            reveal = masked & ~stay & ~rising[:, None]
+            cur = torch.where(reveal, sampled, cur)
+            gen_conf = torch.where(reveal, sel_logp, gen_conf)
+            masked = masked & ~reveal
+            if non_monotone and bool(rising.any()):
+                # rising schedule: pull back the least confident tokens generated earlier
+                extra = (target - n_masked).clamp(min=0) * rising
+                generated = unknown & ~masked
+                remask = generated & (_ranks(torch.where(generated, gen_conf, inf)) < extra[:, None])
+                masked = masked | remask
+                cur = torch.where(remask, torch.full_like(cur, mask_id), cur)
+                gen_conf = torch.where(remask, inf, gen_conf)
+        if return_steps:
+            result.step_tokens.append(torch.where(masked, sampled, cur))
+            result.step_masks.append(masked.clone())
+
+    result.tokens = cur
+    return result
+
+
+def masked_counts(n_unknown: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
+    """The schedule's target number of still-masked tokens after each step, (B, T) (for docs/plots)."""
+    r = torch.arange(1, cfg.steps + 1, dtype=torch.float64) / cfg.steps
+    g = gamma_fn(cfg.gamma, r)
+    return torch.floor(n_unknown.double()[:, None] * g[None]).long()
+
+
+def seed_for_name(seed: int, name: str) -> int:
+    """A per-image seed derived from a base seed and the image's name, so results do not
+    depend on batch composition or order while different images get different noise."""
+    import zlib
+
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2 ** 31)
+
+
