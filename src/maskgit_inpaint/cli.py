@@ -85,6 +85,8 @@ def cmd_inpaint(args) -> int:
     from .sampling import seed_for_name
     from .visualize import step_strip
 
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     model, model_dir = _load_model(args.model, args.device)
     sampler = sampler_from_args(model, args)
     with warnings.catch_warnings(record=True) as caught:
@@ -138,6 +140,40 @@ def cmd_masks(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- visualize
+def cmd_visualize(args) -> int:
+    import torch
+
+    from .images import save_png, to_tensor
+    from .visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
+
+    model, _ = _load_model(args.model, args.device)
+    sampler = sampler_from_args(model, args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [plot_schedules(out / "gamma.png", steps=sampler.steps, highlight=sampler.gamma)]
+    if args.image:
+        if not args.mask:
+            raise CLIError("--image needs --mask")
+        from .images import read_image, read_mask, resize_mask, open_image
+
+        w, h = open_image(Path(args.image)).size
+        img = read_image(args.image, model.image_size)
+        known = read_mask(args.mask, (h, w), args.hole_value)
+        if (h, w) != (model.image_size, model.image_size):
+            known = resize_mask(known, model.image_size)
+        x, k = to_tensor([img]), torch.from_numpy(known)[None]
+        res = model.inpaint(x, k, sampler, seed=args.seed, composite=not args.no_composite, return_steps=True)
+        save_png(step_strip(x, k, res, model.image_size)[0], out / "steps.png")
+        save_gif(decoding_frames(x, k, res, model.image_size), out / "decoding.gif")
+        plot_step_counts(out / "mask_counts.png", res, sampler)
+        save_png((res.images[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy(), out / "result.png")
+        written += [out / "steps.png", out / "decoding.gif", out / "mask_counts.png", out / "result.png"]
+    for p in written:
+        print(p)
+    return 0
+
+
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from .demo import run_demo
@@ -145,6 +181,65 @@ def cmd_demo(args) -> int:
     path = run_demo(args.out, device=args.device)
     print(f"demo sheet written to {path}")
     return 0
+
+
+# ----------------------------------------------------------------------------- training
+def _train_config(args, kind: str) -> dict:
+    from .config import resolve
+
+    overrides = list(args.set or [])
+    section = f"{kind}_training"
+    for name, key in (("max_steps", "max_steps"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size"),
+                      ("accumulate", "accumulate")):
+        v = getattr(args, name, None)
+        if v is not None:
+            overrides.append(f"{section}.{key}={v}")
+    overrides.append(f"data.train={args.data}")
+    if args.val:
+        overrides.append(f"data.val={args.val}")
+    return resolve(None if args.resume else (args.preset or "small"), args.config, overrides)
+
+
+def cmd_train_tokenizer(args) -> int:
+    from .training import train_tokenizer
+
+    run = train_tokenizer(_train_config(args, "tokenizer"), args.out, resume=args.resume,
+                          accelerator=args.accelerator)
+    print(f"tokenizer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .training import train_transformer
+
+    run = train_transformer(_train_config(args, "transformer"), args.out, args.tokenizer, resume=args.resume,
+                            accelerator=args.accelerator)
+    print(f"transformer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
+    return 0
+
+
+def cmd_export(args) -> int:
+    import torch
+
+    from .training import export_run
+
+    export_run(args.run, args.out, which=args.which, dtype=torch.float16 if args.fp16 else None)
+    print(f"wrote model directory {args.out}")
+    return 0
+
+
+def _add_train_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--data", required=True, help="folder of training images (searched recursively)")
+    q.add_argument("--val", help="folder of validation images (default: a 5%% split of --data)")
+    q.add_argument("--out", required=True, help="run directory (config, checkpoints, logs)")
+    q.add_argument("--preset", choices=["tiny", "small", "base"], help="architecture preset (default: small)")
+    q.add_argument("--config", help="YAML config merged over the preset")
+    q.add_argument("--set", action="append", metavar="KEY=VALUE", help="dotted override, e.g. transformer.dim=384")
+    q.add_argument("--max-steps", type=int)
+    q.add_argument("--max-epochs", type=int)
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    q.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (Lightning)")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -185,6 +280,35 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size", type=int, default=64)
     q.set_defaults(func=cmd_masks)
 
+    q = sub.add_parser("train-tokenizer", help="train the VQGAN tokenizer (stage 1) on an image folder")
+    _add_train_args(q)
+    q.set_defaults(func=cmd_train_tokenizer)
+
+    q = sub.add_parser("train", help="train the transformer (stage 2) on an image folder")
+    _add_train_args(q)
+    q.add_argument("--tokenizer", help="tokenizer model directory (from `maskgit export` of a tokenizer run)")
+    q.add_argument("--accumulate", type=int, help="gradient accumulation steps")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("export", help="write a model directory from a training run")
+    q.add_argument("run", help="run directory")
+    q.add_argument("--out", required=True, help="model directory to write")
+    q.add_argument("--which", default="best", help="best, last, or a checkpoint path")
+    q.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    q.set_defaults(func=cmd_export)
+
+    q = sub.add_parser("visualize", help="figures: mask schedules, per-step strip, decoding GIF")
+    q.add_argument("--model", help="model directory (default: the bundled model)")
+    q.add_argument("--image", help="an image to inpaint step by step")
+    q.add_argument("--mask", help="its mask (255 = known, 0 = hole)")
+    q.add_argument("--out", required=True, help="folder for the figures")
+    add_sampler_args(q)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--no-composite", action="store_true")
+    q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
+    q.set_defaults(func=cmd_visualize)
+
     q = sub.add_parser("demo", help="inpaint the bundled samples with the default model and write a sheet")
     q.add_argument("--out", default="maskgit-demo", help="output folder (default: ./maskgit-demo)")
     q.add_argument("--device", default="auto")
@@ -209,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, InputError, ModelDirError, WeightsError, FileNotFoundError, ValueError) as e:
+    except (CLIError, InputError, ModelDirError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:
         if os.environ.get("MASKGIT_DEBUG"):
             raise
         print(f"maskgit {args.command}: error: {e}", file=sys.stderr)

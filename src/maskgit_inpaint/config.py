@@ -5,9 +5,29 @@ import copy
 from importlib import resources
 from pathlib import Path
 
+import re
+
 import yaml
 
 PRESETS = ("tiny", "small", "base")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-4` as a float (YAML 1.1 insists on `1.0e-4`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -15,7 +35,7 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
@@ -27,7 +47,7 @@ def preset(name: str) -> dict:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     text = resources.files("maskgit_inpaint").joinpath(f"configs/{name}.yaml").read_text()
-    return yaml.safe_load(text)
+    return parse_yaml(text)
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -51,7 +71,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = parse_yaml(raw)
     return cfg
 
 

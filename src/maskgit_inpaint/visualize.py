@@ -33,3 +33,82 @@ def step_strip(images01: torch.Tensor, known: torch.Tensor, res, size: int, pad:
         canvas[:, :, :size, x:x + size] = t.cpu()
         canvas[:, :, size + pad:, x:x + size] = d.cpu()
     return (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def plot_schedules(path, names=None, steps: int = 8, highlight: str | None = None):
+    """The gamma functions (the report's Figure 1), with the per-step values for T = `steps`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .checkpoints import atomic_write
+    from .schedules import SCHEDULES, gamma
+
+    names = names or list(SCHEDULES)
+    r = torch.linspace(0, 1, 401, dtype=torch.float64)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name in names:
+        lw = 2.6 if name == highlight else 1.5
+        line, = ax.plot(r.numpy(), gamma(name, r).numpy(), label=name, lw=lw)
+        t = torch.arange(1, steps + 1, dtype=torch.float64) / steps
+        ax.plot(t.numpy(), gamma(name, t).numpy(), "o", color=line.get_color(), ms=3.5)
+    ax.set_xlabel("progress r = t / T")
+    ax.set_ylabel("fraction still masked  gamma(r)")
+    ax.set_title(f"mask schedules (dots: the {steps} steps)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+
+def plot_step_counts(path, res, sampler) -> str:
+    """Tokens still masked after each step for one image, next to the schedule's target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .checkpoints import atomic_write
+    from .sampling import masked_counts
+
+    n = res.unknown[:1].sum(1)
+    actual = [int(m[0].sum()) for m in res.step_masks]
+    target = masked_counts(n, sampler)[0].tolist()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(range(0, len(target) + 1), [int(n)] + target, "--", label=f"floor(n * gamma), gamma={sampler.gamma}")
+    ax.plot(range(0, len(actual) + 1), [int(n)] + actual, "o-", label="still masked (this image)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("masked tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+
+def decoding_frames(images01: torch.Tensor, known: torch.Tensor, res, size: int, scale: int = 4) -> list:
+    """PIL frames of one image's decoding: input with hole, then each step's decoded image with
+    still-masked tokens tinted, then the result; upscaled `scale` x for viewing."""
+    from PIL import Image
+
+    frames = [_hole_view(images01[:1], known[:1])[0]]
+    for m, img in zip(res.step_masks, res.step_images):
+        still = token_to_pixel_mask(m[:1], size)[0].to(img.device)
+        tint = torch.tensor([0.2, 0.4, 1.0], device=img.device).view(3, 1, 1)
+        frames.append(torch.where(still[None], 0.5 * img[0] + 0.5 * tint, img[0]))
+    frames.append(res.images[0])
+    out = []
+    for f in frames:
+        arr = (f.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        out.append(Image.fromarray(arr).resize((size * scale, size * scale), Image.NEAREST))
+    return out
+
+
+def save_gif(frames: list, path, ms: int = 450) -> None:
+    from .checkpoints import atomic_write
+
+    durations = [ms * 2] + [ms] * (len(frames) - 2) + [ms * 4]
+    atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                  duration=durations, loop=0))

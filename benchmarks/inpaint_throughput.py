@@ -1,0 +1,119 @@
+"""Inpainting throughput: the seed's way versus ours, same model, inputs and steps.
+
+    python benchmarks/inpaint_throughput.py --preset base --device cpu --steps 8
+
+(a) seed style: one image at a time, fp32, the tokenizer decodes the image after every step,
+    a Python loop per image, global RNG (as in the lab's reference implementation);
+(b) ours: `MaskGIT.inpaint` batched, one decode at the end, SDPA attention, no host sync in
+    the step loop, bf16 autocast on GPU, optional torch.compile.
+Prints one JSON line. Weights are random unless --model is given: speed does not depend on them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+
+import torch
+
+from maskgit_inpaint.config import preset
+from maskgit_inpaint.masks import generate_masks, pixel_to_token_mask
+from maskgit_inpaint.model import MaskGIT
+from maskgit_inpaint.sampling import SamplerConfig
+from maskgit_inpaint.schedules import gamma as gamma_fn
+
+
+@torch.no_grad()
+def seed_style_inpaint(model: MaskGIT, images01, known, cfg: SamplerConfig):
+    """The lab's loop: per image, per step: predict, sample, Gumbel-rank, decode the image."""
+    outs = []
+    V = model.codebook_size
+    for i in range(len(images01)):
+        x = model.normalize(images01[i:i + 1]) * known[i:i + 1, None]
+        z = model.tokenizer.encode(x)
+        unknown = pixel_to_token_mask(known[i:i + 1], model.latent_size)
+        n = int(unknown.sum())
+        cur = torch.where(unknown, torch.full_like(z, V), z)
+        masked = unknown.clone()
+        for t in range(1, cfg.stop + 1):
+            logits = model.transformer(cur)[..., :V]
+            probs = torch.softmax(logits / max(cfg.temperature, 1e-6), -1)
+            pred = torch.distributions.Categorical(probs=probs).sample()
+            conf = torch.log(probs.gather(-1, pred[..., None]).squeeze(-1))
+            g = -torch.log(-torch.log(torch.rand_like(conf)))
+            conf = torch.where(masked, conf + cfg.choice_temperature * (1 - t / cfg.steps) * g,
+                               torch.full_like(conf, math.inf))
+            keep = math.floor(n * float(gamma_fn(cfg.gamma, t / cfg.steps)))
+            keep = min(keep, int(masked.sum()) - 1) if t < cfg.stop else 0
+            order = conf.argsort(-1)
+            new_mask = torch.zeros_like(masked)
+            if keep > 0:
+                new_mask[0, order[0, :keep]] = True
+            cur = torch.where(masked & ~new_mask, pred, cur)
+            masked = new_mask
+            img = model.tokenizer.decode(torch.where(masked, pred, cur))  # the seed decodes every step
+        outs.append(img)
+    return torch.cat(outs)
+
+
+def timed(fn, repeats: int, sync):
+    fn()  # warm-up (and compile)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) / repeats
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
+    p.add_argument("--model", help="model directory (overrides --preset)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--gamma", default="cosine")
+    p.add_argument("--images", type=int, default=None, help="images for ours (default 64 CPU, 1024 GPU)")
+    p.add_argument("--seed-images", type=int, default=None, help="images for the seed's way (default 8)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile the transformer (ours)")
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    gpu = dev.type == "cuda"
+    n = a.images or (1024 if gpu else 64)
+    n_seed = a.seed_images or (32 if gpu else 8)
+    bs = a.batch_size or (512 if gpu else 64)
+    model = (MaskGIT.from_dir(a.model, device=dev) if a.model else MaskGIT(preset(a.preset)).to(dev).eval())
+    cfg = SamplerConfig(gamma=a.gamma, steps=a.steps, sweet_spot=a.steps)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, model.image_size, model.image_size, generator=g).to(dev)
+    known = torch.from_numpy(generate_masks("random-walk", n, model.image_size, seed=0)).to(dev)
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+
+    t_seed = timed(lambda: seed_style_inpaint(model, images[:n_seed], known[:n_seed], cfg), 1, sync) / n_seed
+
+    if a.compile:
+        model.transformer = torch.compile(model.transformer, dynamic=False)
+
+    def ours():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=gpu):
+            for i in range(0, n, bs):
+                model.inpaint(images[i:i + bs], known[i:i + bs], cfg, seed=i)
+
+    t_ours = timed(ours, 1 if not gpu else 3, sync) / n
+    print(json.dumps({
+        "preset": a.model or a.preset, "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if gpu
+        else platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "steps": a.steps,
+        "gamma": a.gamma, "images_seed": n_seed, "images_ours": n, "batch_size": bs, "compile": a.compile,
+        "seed_style_images_per_s": round(1 / t_seed, 3), "seed_style_ms_per_image": round(1000 * t_seed, 2),
+        "ours_images_per_s": round(1 / t_ours, 3), "ours_ms_per_image": round(1000 * t_ours, 2),
+        "speedup": round(t_seed / t_ours, 2), "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Training data: image folders (decoded once into memory) and the stage-2 token cache."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from .images import IMAGE_SUFFIXES
+
+log = logging.getLogger("maskgit_inpaint")
+
+# The lab's normalisation, selectable as a preset in configs (`data.normalization: lab`).
+NORMALIZATIONS = {
+    "default": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},  # pixels in [-1, 1]
+    "lab": {"mean": [0.4816, 0.4324, 0.3845], "std": [0.2602, 0.2518, 0.2537]},
+}
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """Every PNG/JPEG/WebP under `root`, recursively, in a stable order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: image folder not found")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{root}: no images (png, jpg, jpeg, webp) found")
+    return files
+
+
+def load_rgb(path: Path, size: int) -> np.ndarray:
+    """RGB, shorter side resized to `size`, centre-cropped: (size, size, 3) uint8."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        if (w, h) != (size, size):
+            s = size / min(w, h)
+            img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+        return np.asarray(img, dtype=np.uint8)
+
+
+def load_folder(files: list[Path], size: int) -> tuple[torch.Tensor, list[Path]]:
+    """Decode every file once into a uint8 tensor (N,3,size,size). A corrupt file is reported
+    once by path and skipped, so a long run never dies on it."""
+    arrays, kept = [], []
+    for p in files:
+        try:
+            arrays.append(load_rgb(p, size))
+            kept.append(p)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            log.warning("skipping unreadable image %s (%s)", p, e)
+    if not arrays:
+        raise ValueError(f"none of the {len(files)} images could be read")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), kept
+
+
+def split_files(train_dir, val_dir=None, val_fraction: float = 0.05, seed: int = 0):
+    """Separate train/val folders, or a seeded val fraction of one folder."""
+    train = find_images(train_dir)
+    if val_dir:
+        return train, find_images(val_dir)
+    if val_fraction <= 0:
+        return train, []
+    rng = random.Random(seed)
+    idx = list(range(len(train)))
+    rng.shuffle(idx)
+    n_val = max(1, int(round(len(train) * val_fraction)))
+    val_idx = set(idx[:n_val])
+    return [p for i, p in enumerate(train) if i not in val_idx], [p for i, p in enumerate(train) if i in val_idx]
+
+
+class ImageTensorDataset(Dataset):
+    """Normalised float images from a uint8 tensor, with optional horizontal flips."""
+
+    def __init__(self, images_u8: torch.Tensor, mean, std, flip: bool = True):
+        self.images = images_u8
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+        self.flip = flip
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = self.images[i].float() / 255.0
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return (x - self.mean) / self.std
+
+
+def files_fingerprint(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def state_fingerprint(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def encode_tokens(tokenizer, images_u8: torch.Tensor, mean, std, batch_size: int = 128,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 images -> token indices (N, n_tokens) as int64."""
+    tokenizer = tokenizer.to(device).eval()
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        x = (images_u8[i:i + batch_size].to(device).float() / 255.0 - m) / s
+        out.append(tokenizer.encode(x).cpu())
+    return torch.cat(out)
+
+
+def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int, mean, std,
+                flip: bool = True, device="cpu") -> torch.Tensor:
+    """Tokens of every image (and of its mirror image when `flip`), (M, N) int64.
+
+    Stored as uint16 in a safetensors file keyed by a fingerprint of the tokenizer weights and
+    of the image files, so it is rebuilt automatically when either changes.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from .checkpoints import atomic_write
+
+    cache_path = Path(cache_path)
+    key = f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
+    if cache_path.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(cache_path), "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("key") == key:
+                return load_file(str(cache_path))["tokens"].to(torch.int64)
+            log.info("token cache %s is stale (tokenizer or data changed): rebuilding", cache_path)
+        except Exception as e:  # a damaged cache is rebuilt, never trusted
+            log.warning("token cache %s unreadable (%s): rebuilding", cache_path, e)
+    images, _ = load_folder(files, size)
+    toks = [encode_tokens(tokenizer, images, mean, std, device=device)]
+    if flip:
+        toks.append(encode_tokens(tokenizer, images.flip(-1), mean, std, device=device))
+    tokens = torch.cat(toks)
+    if int(tokens.max()) >= 2 ** 16:
+        raise ValueError("codebook too large for a uint16 token cache")
+    atomic_write(cache_path, lambda tmp: save_file({"tokens": tokens.to(torch.uint16)}, tmp, metadata={"key": key}))
+    return tokens

@@ -1,0 +1,611 @@
+"""Training both stages with Lightning (precision, accumulation, checkpointing, DDP, logging).
+
+A run directory holds `config.yaml` (the resolved config), `checkpoints/` (last, best and one per
+epoch), `logs/` (TensorBoard and CSV), `loss_curve.png` and, for the tokenizer, `recon/`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from .checkpoints import atomic_write
+from .schedules import gamma as gamma_fn
+from .tokenizer import VQGAN, TokenizerConfig
+from .transformer import MaskTransformer, TransformerConfig
+
+log = logging.getLogger("maskgit_inpaint")
+
+TOKENIZER_TRAINING = {
+    "batch_size": 32, "lr": 2.0e-4, "betas": [0.5, 0.9], "weight_decay": 0.0, "warmup_steps": 200,
+    "min_lr_ratio": 0.1, "max_steps": -1, "max_epochs": 10, "grad_clip": 1.0, "precision": "auto",
+    "gan_weight": 0.1, "disc_start": 5000, "disc_lr": 2.0e-4, "disc_channels": 64, "disc_layers": 2,
+    "revive_every": 200, "revive_min_usage": 1, "ckpt_every_steps": 500, "log_every": 25,
+    "num_workers": 0, "seed": 0, "accumulate": 1,
+}
+TRANSFORMER_TRAINING = {
+    "batch_size": 64, "lr": 4.0e-4, "betas": [0.9, 0.95], "weight_decay": 0.05, "warmup_steps": 500,
+    "min_lr_ratio": 0.05, "max_steps": -1, "max_epochs": 50, "grad_clip": 1.0, "precision": "auto",
+    "label_smoothing": 0.1, "mask_mode": "gamma", "mask_gamma": "cosine", "loss_on": "masked",
+    "ema_decay": 0.0, "accumulate": 1, "ckpt_every_steps": 500, "log_every": 25, "num_workers": 0,
+    "seed": 0, "devices": "auto", "num_nodes": 1, "strategy": "auto", "flip": True,
+}
+DATA = {"train": None, "val": None, "val_fraction": 0.05, "normalization": "default"}
+
+
+def training_config(config: dict, kind: str) -> dict:
+    base = TOKENIZER_TRAINING if kind == "tokenizer" else TRANSFORMER_TRAINING
+    section = f"{kind}_training"
+    user = config.get(section) or {}
+    unknown = set(user) - set(base)
+    if unknown:
+        raise ValueError(f"unknown {section} keys: {sorted(unknown)}")
+    return {**base, **user}
+
+
+def default_precision(requested: str) -> str:
+    """bf16 autocast wherever it is fast: CUDA with bf16, and CPUs (2-3x on AVX-512 BF16)."""
+    if requested != "auto":
+        return requested
+    return "bf16-mixed"
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """LR multiplier: linear warm-up, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    if total <= warmup:
+        return 1.0
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def _param_groups(module: nn.Module, weight_decay: float):
+    """Weight decay on matrices only (not on norms, biases, embeddings of positions)."""
+    decay, no_decay = [], []
+    for n, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and "pos_emb" not in n else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ============================================================================= stage 1
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator (pix2pix / taming-transformers), GroupNorm instead of BatchNorm so
+    it behaves the same at any batch size."""
+
+    def __init__(self, channels: int = 64, layers: int = 2):
+        super().__init__()
+        seq = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = channels
+        for i in range(1, layers + 1):
+            nxt = channels * min(2 ** i, 8)
+            stride = 2 if i < layers else 1
+            seq += [nn.Conv2d(ch, nxt, 4, stride, 1, bias=False), nn.GroupNorm(32 if nxt % 32 == 0 else 1, nxt),
+                    nn.LeakyReLU(0.2, True)]
+            ch = nxt
+        seq += [nn.Conv2d(ch, 1, 4, 1, 1)]
+        self.main = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.main(x)
+
+
+class TokenizerModule(L.LightningModule):
+    """VQGAN training: L1 + codebook/commitment + hinge PatchGAN with the adaptive weight of
+    taming-transformers, switched on after `disc_start` steps; dead codes are revived."""
+
+    def __init__(self, config: dict, total_steps: int = 10_000):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = config
+        self.t = training_config(config, "tokenizer")
+        self.total_steps = total_steps
+        self.vqgan = VQGAN(TokenizerConfig.from_dict(config["tokenizer"]))
+        self.disc = PatchDiscriminator(self.t["disc_channels"], self.t["disc_layers"]) \
+            if self.t["gan_weight"] > 0 else None
+        self.automatic_optimization = False
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("usage", torch.zeros(self.vqgan.codebook_size))
+        self._val_idx: list[torch.Tensor] = []
+
+    def configure_optimizers(self):
+        t = self.t
+        opt_g = torch.optim.AdamW(self.vqgan.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
+                                  weight_decay=t["weight_decay"])
+        fn = lambda s: warmup_cosine(s, t["warmup_steps"], self.total_steps, t["min_lr_ratio"])  # noqa: E731
+        sched = [torch.optim.lr_scheduler.LambdaLR(opt_g, fn)]
+        opts = [opt_g]
+        if self.disc is not None:
+            opt_d = torch.optim.AdamW(self.disc.parameters(), lr=t["disc_lr"], betas=tuple(t["betas"]),
+                                      weight_decay=0.0)
+            opts.append(opt_d)
+            sched.append(torch.optim.lr_scheduler.LambdaLR(opt_d, fn))
+        return opts, sched
+
+    def _adaptive_weight(self, rec_loss, g_loss):
+        last = self.vqgan.decoder.model[-1].weight
+        g1 = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
+        g2 = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
+        return (g1.norm() / (g2.norm() + 1e-4)).clamp(0, 1e4).detach()
+
+    def training_step(self, x, batch_idx):
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        scheds = self.lr_schedulers()
+        scheds = scheds if isinstance(scheds, list) else [scheds]
+        step = int(self.step_count)
+        xr, idx, q_loss = self.vqgan(x)
+        rec = (x - xr).abs().mean()
+        loss = rec + q_loss
+        gan_on = self.disc is not None and step >= self.t["disc_start"]
+        if gan_on:
+            g_loss = -self.disc(xr).float().mean()
+            w = self._adaptive_weight(rec, g_loss) * self.t["gan_weight"]
+            loss = loss + w * g_loss
+            self.log("train/g_loss", g_loss, prog_bar=False)
+        opts[0].zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(opts[0], gradient_clip_val=self.t["grad_clip"], gradient_clip_algorithm="norm")
+        opts[0].step()
+        scheds[0].step()
+        if self.disc is not None:
+            d_real = self.disc(x.detach())
+            d_fake = self.disc(xr.detach())
+            d_loss = 0.5 * (F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean())
+            if gan_on:  # the discriminator learns only once its signal is used
+                opts[1].zero_grad(set_to_none=True)
+                self.manual_backward(d_loss)
+                opts[1].step()
+            scheds[1].step()
+            self.log("train/d_loss", d_loss)
+        self.usage += torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
+        if self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and (step + 1) % self.t["revive_every"] == 0:
+            self._revive(x)
+        self.step_count += 1
+        self.log_dict({"train/l1": rec, "train/q_loss": q_loss, "train/loss": loss,
+                       "lr": scheds[0].get_last_lr()[0]}, prog_bar=True)
+        if self.t["max_steps"] > 0 and int(self.step_count) >= self.t["max_steps"]:
+            self.trainer.should_stop = True
+
+    @torch.no_grad()
+    def _revive(self, x):
+        """Re-initialise codes unused since the last check from this batch's encoder outputs."""
+        dead = (self.usage < self.t["revive_min_usage"]).nonzero().flatten()
+        if len(dead):
+            z = self.vqgan.quant_conv(self.vqgan.encoder(x)).permute(0, 2, 3, 1).reshape(-1, self.vqgan.cfg.latent_dim)
+            pick = torch.randint(0, len(z), (len(dead),), device=z.device)
+            self.vqgan.codebook.embedding.weight.data[dead] = z[pick].float().to(
+                self.vqgan.codebook.embedding.weight.dtype)
+            self.log("train/revived", float(len(dead)))
+        self.usage.zero_()
+
+    def validation_step(self, x, batch_idx):
+        xr, idx, q_loss = self.vqgan(x)
+        mean, std = self._norm(x)
+        a = (x.float() * std + mean).clamp(0, 1)
+        b = (xr.float() * std + mean).clamp(0, 1)
+        psnr = -10 * torch.log10(((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10))
+        self._val_idx.append(idx.flatten().cpu())
+        self.log_dict({"val/l1": (x - xr).abs().mean(), "val/psnr": psnr.mean()}, prog_bar=True, sync_dist=True)
+
+    def _norm(self, x):
+        norm = self.config.get("normalization") or {"mean": [0.5] * 3, "std": [0.5] * 3}
+        mean = torch.tensor(norm["mean"], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(norm["std"], device=x.device).view(1, 3, 1, 1)
+        return mean, std
+
+    def on_validation_epoch_end(self):
+        if self._val_idx:
+            idx = torch.cat(self._val_idx)
+            counts = torch.bincount(idx, minlength=self.vqgan.codebook_size).float()
+            p = counts / counts.sum()
+            perplexity = torch.exp(-(p[p > 0] * p[p > 0].log()).sum())
+            self.log_dict({"val/codebook_usage": float((counts > 0).sum()), "val/perplexity": float(perplexity)})
+            self._val_idx.clear()
+
+
+# ============================================================================= stage 2
+def mvtm_mask(tokens: torch.Tensor, mode: str = "gamma", schedule: str = "cosine",
+              generator: torch.Generator | None = None, mask_bank: torch.Tensor | None = None) -> torch.Tensor:
+    """Which tokens to mask for masked visual token modelling, (B, N) bool.
+
+    - "gamma": r ~ U(0,1) per sample, ceil(gamma(r) * N) tokens masked (MaskGIT);
+    - "seed": each token masked with probability p ~ U(0.25, 1) per sample (the lab's seed);
+    - "inpaint": holes shaped like inpainting masks, drawn from `mask_bank` (M, N) bool.
+    """
+    b, n = tokens.shape
+    dev = tokens.device
+    if mode == "gamma":
+        r = torch.rand(b, generator=generator, device="cpu")
+        k = torch.ceil(gamma_fn(schedule, r) * n).clamp(1, n).long().to(dev)
+        rank = torch.rand(b, n, generator=generator, device="cpu").to(dev).argsort(1).argsort(1)
+        return rank < k[:, None]
+    if mode == "seed":
+        p = torch.empty(b, 1).uniform_(0.25, 1.0, generator=generator).to(dev)
+        m = torch.rand(b, n, generator=generator).to(dev) < p
+        m[m.sum(1) == 0, 0] = True
+        return m
+    if mode == "inpaint":
+        if mask_bank is None:
+            raise ValueError("mask_mode 'inpaint' needs a mask bank")
+        pick = torch.randint(0, len(mask_bank), (b,), generator=generator)
+        m = mask_bank[pick].to(dev).clone()
+        m[m.sum(1) == 0, 0] = True
+        return m
+    raise ValueError(f"unknown mask_mode {mode!r}: choose gamma, seed or inpaint")
+
+
+def inpaint_mask_bank(count: int = 4096, size: int = 64, latent: int = 16, seed: int = 1234) -> torch.Tensor:
+    """Token masks pooled from a mix of the pixel-mask generators, for mask_mode 'inpaint'."""
+    from .masks import generate_masks, pixel_to_token_mask
+
+    kinds = ["random-walk", "rectangle", "brush", "outpaint"]
+    per = max(1, count // len(kinds))
+    known = torch.cat([torch.from_numpy(generate_masks(k, per, size, seed)) for k in kinds])
+    return pixel_to_token_mask(known, latent)
+
+
+class TransformerModule(L.LightningModule):
+    """Masked visual token modelling: cross-entropy on masked tokens."""
+
+    def __init__(self, config: dict, total_steps: int = 10_000):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = config
+        self.t = training_config(config, "transformer")
+        self.total_steps = total_steps
+        self.transformer = MaskTransformer(TransformerConfig.from_dict(config["transformer"]))
+        self.mask_bank = inpaint_mask_bank() if self.t["mask_mode"] == "inpaint" else None
+
+    @property
+    def codebook_size(self) -> int:
+        return self.transformer.cfg.codebook_size
+
+    def loss(self, tokens: torch.Tensor, mask: torch.Tensor, smoothing: float | None = None):
+        """Mean over samples of each sample's mean CE over its masked tokens: this makes
+        gradient accumulation over k micro-batches equal one batch k times as large."""
+        inp = torch.where(mask, torch.full_like(tokens, self.transformer.mask_token_id), tokens)
+        logits = self.transformer(inp)[..., : self.codebook_size].float()
+        ce = F.cross_entropy(logits.transpose(1, 2), tokens,
+                             label_smoothing=self.t["label_smoothing"] if smoothing is None else smoothing,
+                             reduction="none")
+        weight = mask.float() if self.t["loss_on"] == "masked" else torch.ones_like(ce)
+        per_sample = (ce * weight).sum(1) / weight.sum(1).clamp_min(1)
+        acc = ((logits.argmax(-1) == tokens).float() * mask).sum() / mask.sum().clamp_min(1)
+        return per_sample.mean(), acc
+
+    def training_step(self, batch, batch_idx):
+        tokens = batch[0].long()
+        mask = mvtm_mask(tokens, self.t["mask_mode"], self.t["mask_gamma"], mask_bank=self.mask_bank)
+        loss, acc = self.loss(tokens, mask)
+        self.log_dict({"train/loss": loss, "train/acc": acc}, prog_bar=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        tokens = batch[0].long()
+        g = torch.Generator().manual_seed(10_000 + batch_idx)  # same masks every epoch: comparable losses
+        mask = mvtm_mask(tokens, self.t["mask_mode"], self.t["mask_gamma"], generator=g, mask_bank=self.mask_bank)
+        loss, acc = self.loss(tokens, mask, smoothing=0.0)
+        self.log_dict({"val/loss": loss, "val/acc": acc}, prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        t = self.t
+        fused = torch.cuda.is_available() and self.device.type == "cuda"
+        opt = torch.optim.AdamW(_param_groups(self.transformer, t["weight_decay"]), lr=t["lr"],
+                                betas=tuple(t["betas"]), fused=fused or None)
+        fn = lambda s: warmup_cosine(s, t["warmup_steps"], self.total_steps, t["min_lr_ratio"])  # noqa: E731
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# ============================================================================= callbacks
+class LossCurve(Callback):
+    """Redraws RUN/loss_curve.png from the CSV log after every validation."""
+
+    def __init__(self, run_dir: Path, keys: tuple[str, ...]):
+        self.run_dir, self.keys = Path(run_dir), keys
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        try:
+            plot_loss_curve(self.run_dir, self.keys)
+        except Exception as e:  # a figure must never stop training
+            log.warning("loss curve not drawn: %s", e)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    import csv
+
+    rows = []
+    for f in sorted(Path(run_dir, "logs").rglob("metrics.csv")):
+        with open(f) as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
+
+
+def plot_loss_curve(run_dir: Path, keys: tuple[str, ...]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k in keys:
+        pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in (None, "")]
+        if pts:
+            xs, ys = zip(*sorted(pts))
+            ax.plot(xs, ys, label=k, marker="o" if k.startswith("val") else None, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    out = Path(run_dir) / "loss_curve.png"
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+    return out
+
+
+class ReconGrid(Callback):
+    """Saves originals over reconstructions of the first val images after each validation."""
+
+    def __init__(self, run_dir: Path, images: torch.Tensor):
+        self.run_dir, self.images = Path(run_dir), images
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or trainer.global_rank != 0 or self.images is None:
+            return
+        from .images import save_png
+
+        x = self.images.to(pl_module.device)
+        xr = pl_module.vqgan(x)[0].float()
+        mean, std = pl_module._norm(x)
+        both = torch.cat([x * std + mean, xr * std + mean]).clamp(0, 1)
+        n = len(x)
+        grid = both.reshape(2, n, 3, *x.shape[2:]).permute(0, 3, 1, 4, 2).reshape(2 * x.shape[2], n * x.shape[3], 3)
+        save_png((grid * 255).round().byte().cpu().numpy(), self.run_dir / "recon" / f"epoch{trainer.current_epoch:04d}.png")
+
+
+class StepTimer(Callback):
+    """Logs images/s so throughput is visible in the logs and progress bar."""
+
+    def __init__(self):
+        self.t0, self.n = None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        self.n += len(x)
+        dt = time.perf_counter() - self.t0
+        if dt > 5:
+            pl_module.log("img_per_s", self.n / dt, prog_bar=True)
+            self.t0, self.n = time.perf_counter(), 0
+
+
+# ============================================================================= runs
+def save_run_config(run_dir: Path, config: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config, sort_keys=False)
+    atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+
+
+def load_run_config(run_dir: Path) -> dict:
+    p = Path(run_dir) / "config.yaml"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: not a training run (no config.yaml)")
+    return yaml.safe_load(p.read_text())
+
+
+def _normalization(config: dict) -> dict:
+    from .data import NORMALIZATIONS
+
+    norm = config.get("normalization")
+    if isinstance(norm, str):
+        norm = NORMALIZATIONS[norm]
+    return norm or NORMALIZATIONS[(config.get("data") or {}).get("normalization", "default")]
+
+
+def _checkpoints(run_dir: Path, monitor: str, every_steps: int) -> list[Callback]:
+    ck = run_dir / "checkpoints"
+    return [
+        # one per epoch (kept: `maskgit fid-curve` evaluates each), plus the best by `monitor`
+        ModelCheckpoint(dirpath=ck, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
+                        save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=False),
+        ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
+                        auto_insert_metric_name=False, enable_version_counter=False),
+        # frequent `last.ckpt` so a killed run loses little
+        ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=every_steps),
+    ]
+
+
+def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs: int, **kw) -> L.Trainer:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
+    return L.Trainer(default_root_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs,
+                     precision=default_precision(t["precision"]), logger=loggers, callbacks=callbacks,
+                     log_every_n_steps=t["log_every"], num_sanity_val_steps=0, enable_model_summary=False,
+                     **kw)
+
+
+def _resume_path(run_dir: Path, resume: bool) -> str | None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"{last}: nothing to resume")
+        return str(last)
+    if last.is_file():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    return None
+
+
+def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, accelerator: str = "auto") -> Path:
+    from .data import ImageTensorDataset, load_folder, split_files
+
+    run_dir = Path(run_dir)
+    if resume:
+        config = load_run_config(run_dir) | {k: v for k, v in config.items() if k == "tokenizer_training"}
+    ckpt = _resume_path(run_dir, resume)
+    config = copy.deepcopy(config)
+    config["kind"] = "tokenizer"
+    t = training_config(config, "tokenizer")
+    data = {**DATA, **(config.get("data") or {})}
+    config["data"] = data
+    config["normalization"] = _normalization(config)
+    save_run_config(run_dir, config)
+    L.seed_everything(t["seed"], workers=True)
+    size = config["tokenizer"].get("image_size", 64)
+    train_files, val_files = split_files(data["train"], data["val"], data["val_fraction"], t["seed"])
+    train_u8, _ = load_folder(train_files, size)
+    norm = config["normalization"]
+    train_ds = ImageTensorDataset(train_u8, norm["mean"], norm["std"], flip=True)
+    loaders = {"train_dataloaders": DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True, drop_last=True,
+                                               num_workers=t["num_workers"])}
+    grid = None
+    if val_files:
+        val_u8, _ = load_folder(val_files, size)
+        val_ds = ImageTensorDataset(val_u8, norm["mean"], norm["std"], flip=False)
+        loaders["val_dataloaders"] = DataLoader(val_ds, batch_size=64, shuffle=False)
+        grid = torch.stack([val_ds[i] for i in range(min(16, len(val_ds)))])
+    steps_per_epoch = len(train_ds) // t["batch_size"]
+    total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
+    module = TokenizerModule(config, total_steps=total)
+    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t["ckpt_every_steps"])
+    cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
+    if grid is not None:
+        cbs.append(ReconGrid(run_dir, grid))
+    # the module counts its own steps (two optimisers make trainer.global_step count double)
+    trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=t["max_epochs"] if t["max_steps"] <= 0 else -1,
+                       accelerator=accelerator)
+    trainer.fit(module, **loaders, ckpt_path=ckpt)
+    return run_dir
+
+
+def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Path | None, resume: bool = False,
+                      accelerator: str = "auto") -> Path:
+    from .data import split_files, token_cache
+    from .model import MaskGIT
+
+    run_dir = Path(run_dir)
+    if resume:
+        config = load_run_config(run_dir) | {k: v for k, v in config.items() if k == "transformer_training"}
+        tokenizer_dir = tokenizer_dir or config.get("tokenizer_dir")
+    ckpt = _resume_path(run_dir, resume)
+    if not tokenizer_dir:
+        raise ValueError("stage 2 needs --tokenizer MODEL_DIR (a tokenizer exported with `maskgit export`)")
+    tok_model = MaskGIT.from_dir(tokenizer_dir, require_transformer=False)
+    config = copy.deepcopy(config)
+    config["kind"] = "transformer"
+    config["tokenizer_dir"] = str(Path(tokenizer_dir).resolve())
+    config["tokenizer"] = tok_model.config["tokenizer"]
+    config["normalization"] = tok_model.config.get("normalization")
+    tcfg = dict(config.get("transformer") or {})
+    tcfg["codebook_size"] = tok_model.codebook_size
+    tcfg["num_tokens"] = tok_model.tokenizer.cfg.num_tokens
+    config["transformer"] = tcfg
+    t = training_config(config, "transformer")
+    data = {**DATA, **(config.get("data") or {})}
+    config["data"] = data
+    save_run_config(run_dir, config)
+    L.seed_everything(t["seed"], workers=True)
+    norm = config["normalization"]
+    size = tok_model.image_size
+    train_files, val_files = split_files(data["train"], data["val"], data["val_fraction"], t["seed"])
+    dev = "cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu"
+    train_tok = token_cache(run_dir / "cache" / "train_tokens.safetensors", tok_model.tokenizer, train_files, size,
+                            norm["mean"], norm["std"], flip=t["flip"], device=dev)
+    loaders = {"train_dataloaders": DataLoader(TensorDataset(train_tok), batch_size=t["batch_size"], shuffle=True,
+                                               drop_last=True, num_workers=t["num_workers"])}
+    if val_files:
+        val_tok = token_cache(run_dir / "cache" / "val_tokens.safetensors", tok_model.tokenizer, val_files, size,
+                              norm["mean"], norm["std"], flip=False, device=dev)
+        loaders["val_dataloaders"] = DataLoader(TensorDataset(val_tok), batch_size=128, shuffle=False)
+    steps_per_epoch = len(train_tok) // t["batch_size"] // t["accumulate"]
+    total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
+    module = TransformerModule(config, total_steps=total)
+    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t["ckpt_every_steps"])
+    cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
+    if t["ema_decay"] > 0:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        cbs.append(EMAWeightAveraging(decay=t["ema_decay"]))
+    trainer = _trainer(run_dir, t, cbs, max_steps=t["max_steps"], max_epochs=t["max_epochs"],
+                       accumulate_grad_batches=t["accumulate"], gradient_clip_val=t["grad_clip"],
+                       accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
+                       strategy=t["strategy"])
+    trainer.fit(module, **loaders, ckpt_path=ckpt)
+    return run_dir
+
+
+# ============================================================================= export
+def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
+    ck = Path(run_dir) / "checkpoints"
+    if which in ("best", "last"):
+        for name in ([f"{which}.ckpt"] + (["last.ckpt"] if which == "best" else [])):
+            if (ck / name).is_file():
+                return ck / name
+        epochs = sorted(ck.glob("epoch*.ckpt"))
+        if epochs:
+            return epochs[-1]
+        raise FileNotFoundError(f"{ck}: no checkpoint found")
+    p = Path(which)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint not found")
+    return p
+
+
+def load_checkpoint_state(path: Path) -> dict:
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({e})") from None
+    return ckpt
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
+               dtype: torch.dtype | None = None) -> Path:
+    """Write a model directory from a run: tokenizer-only from a tokenizer run, the full model
+    (tokenizer included) from a transformer run."""
+    from .model import MaskGIT
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    ckpt_path = find_checkpoint(run_dir, which)
+    sd = load_checkpoint_state(ckpt_path)["state_dict"]
+    kind = config.get("kind")
+    model_cfg = {"image_size": config["tokenizer"].get("image_size", 64),
+                 "normalization": _normalization(config), "tokenizer": config["tokenizer"],
+                 "transformer": config.get("transformer") if kind == "transformer" else None,
+                 "sampler": config.get("sampler") or {}}
+    model = MaskGIT(model_cfg)
+    if kind == "tokenizer":
+        model.tokenizer.load_state_dict({k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")})
+    elif kind == "transformer":
+        tok = MaskGIT.from_dir(config["tokenizer_dir"], require_transformer=False)
+        model.tokenizer.load_state_dict(tok.tokenizer.state_dict())
+        model.transformer.load_state_dict(
+            {k[len("transformer."):]: v for k, v in sd.items() if k.startswith("transformer.")})
+    else:
+        raise ValueError(f"{run_dir}/config.yaml: unknown run kind {kind!r}")
+    model.save(out_dir, dtype=dtype)
+    print(f"exported {kind} from {ckpt_path} to {out_dir}", file=sys.stderr)
+    return Path(out_dir)

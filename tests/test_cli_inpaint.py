@@ -1,0 +1,313 @@
+"""`maskgit inpaint` end to end on a saved tiny random model and synthetic images."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from maskgit_inpaint.cli import main
+
+STEMS = ["cat1", "cat2", "dog", "bird", "fox", "owl"]
+
+
+def make_inputs(tools, root, stems=STEMS, suffixes=None, mask_stems=None, seed=0, size=64, hole_value=0):
+    """Write images and masks; returns (images_dir, masks_dir, {stem: (rgb, known)})."""
+    rng = np.random.default_rng(seed)
+    img_dir, mask_dir = root / "images", root / "masks"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    suffixes = suffixes or [".png"] * len(stems)
+    mask_stems = mask_stems or stems
+    data = {}
+    for stem, suf, mstem in zip(stems, suffixes, mask_stems):
+        rgb = tools.synthetic_image(rng, size)
+        known = tools.synthetic_mask(rng, size)
+        Image.fromarray(rgb).save(img_dir / f"{stem}{suf}")
+        tools.write_mask(known, mask_dir / f"{mstem}.png", hole_value)
+        data[stem] = (rgb, known)
+    return img_dir, mask_dir, data
+
+
+def inpaint(model_dir, img_dir, mask_dir, out, *extra):
+    return main(["inpaint", "--images", str(img_dir), "--masks", str(mask_dir), "--out", str(out),
+                 "--model", str(model_dir), "--device", "cpu", *map(str, extra)])
+
+
+def read_outputs(out) -> dict[str, np.ndarray]:
+    return {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.glob("*.png"))}
+
+
+def all_files(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------- happy paths
+def test_one_png_per_input_named_after_the_stem(tools, tiny_model_dir, tmp_path, capsys):
+    sufs = [".jpg", ".jpeg", ".png", ".bmp", ".webp", ".PNG"]
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, suffixes=sufs)
+    (img_dir / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    rc = inpaint(tiny_model_dir, img_dir, mask_dir, out)
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "inpainted 6 images" in cap.out
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.png" for s in STEMS)
+    for p in out.iterdir():
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 64)
+
+
+def test_composite_keeps_known_pixels_and_no_composite_does_not(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path)
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "comp") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "raw", "--no-composite") == 0
+    comp, raw = read_outputs(tmp_path / "comp"), read_outputs(tmp_path / "raw")
+    assert comp.keys() == raw.keys() == set(STEMS)
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(comp[stem][known], rgb[known]), stem
+        assert not np.array_equal(comp[stem][~known], rgb[~known]), stem  # the hole was filled
+        assert not np.array_equal(raw[stem][known], rgb[known]), stem     # raw decode of a random model
+        # both runs generate the same tokens: where they differ is the known region
+        assert np.array_equal(raw[stem][~known], comp[stem][~known]), stem
+
+
+def test_save_steps_writes_strips(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:3])
+    out = tmp_path / "out"
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, out, "--save-steps") == 0
+    assert sorted(p.name for p in (out / "steps").iterdir()) == sorted(f"{s}.png" for s in STEMS[:3])
+    sampler = yaml.safe_load((tiny_model_dir / "config.yaml").read_text())["sampler"]
+    cols = min(sampler["steps"], sampler["sweet_spot"]) + 2  # input, each step, output
+    with Image.open(out / "steps" / "cat1.png") as im:
+        assert im.size == (cols * 64 + (cols - 1) * 2, 2 * 64 + 2)
+    # sampler flags reach the sampler: 4 steps stopped at 2 -> 2 step columns
+    out2 = tmp_path / "out2"
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, out2, "--save-steps", "--gamma", "linear",
+                   "--steps", "4", "--sweet-spot", "2") == 0
+    with Image.open(out2 / "steps" / "cat1.png") as im:
+        assert im.size == (4 * 64 + 3 * 2, 130)
+    # the final images do not depend on whether steps are saved
+    plain = tmp_path / "plain"
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, plain) == 0
+    a, b = read_outputs(out), read_outputs(plain)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_pairing_by_stem_ignores_extra_masks(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path / "a", stems=["b", "c"])
+    # an extra mask that sorts first: sorted-order pairing would mis-pair (and counts differ)
+    tools.write_mask(np.zeros((64, 64), bool), mask_dir / "a.png")
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out") == 0
+    (mask_dir / "a.png").unlink()
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "ref") == 0
+    out, ref = read_outputs(tmp_path / "out"), read_outputs(tmp_path / "ref")
+    assert sorted(out) == ["b", "c"]
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(out[stem], ref[stem])
+        assert np.array_equal(out[stem][known], rgb[known])
+
+
+def test_pairing_by_sorted_order(tools, tiny_model_dir, tmp_path):
+    # images sort as img_a, img_b; masks as m1, m2 -> img_a gets m1, img_b gets m2
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path / "x", stems=["img_b", "img_a"], mask_stems=["m2", "m1"])
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out") == 0
+    same = tmp_path / "same_stems"
+    same.mkdir()
+    shutil.copy(mask_dir / "m1.png", same / "img_a.png")
+    shutil.copy(mask_dir / "m2.png", same / "img_b.png")
+    assert inpaint(tiny_model_dir, img_dir, same, tmp_path / "ref") == 0
+    out, ref = read_outputs(tmp_path / "out"), read_outputs(tmp_path / "ref")
+    assert sorted(out) == ["img_a", "img_b"]
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(out[stem], ref[stem])
+        assert np.array_equal(out[stem][known], rgb[known])
+
+
+def test_hole_value_255(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path / "n", stems=STEMS[:3])
+    _, inv_dir, _ = make_inputs(tools, tmp_path / "i", stems=STEMS[:3], hole_value=255)
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out0") == 0
+    assert inpaint(tiny_model_dir, img_dir, inv_dir, tmp_path / "out255", "--hole-value", "255") == 0
+    a, b = read_outputs(tmp_path / "out0"), read_outputs(tmp_path / "out255")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # the inverted masks read with the default convention give a different result
+    assert inpaint(tiny_model_dir, img_dir, inv_dir, tmp_path / "wrong") == 0
+    c = read_outputs(tmp_path / "wrong")
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_non_64_image_is_resized_with_a_warning(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=["big"], size=80)
+    out = tmp_path / "out"
+    rc = inpaint(tiny_model_dir, img_dir, mask_dir, out)
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "warning" in cap.err and "big.png" in cap.err and "80x80" in cap.err
+    with Image.open(out / "big.png") as im:
+        assert im.size == (64, 64) and im.mode == "RGB"
+    rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "strict", "--strict-size")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "big.png" in err and "strict" in err
+    assert all_files(tmp_path / "strict") == []
+
+
+def test_deterministic_and_batch_size_independent(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path)
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "r1", "--batch-size", "4") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "r2", "--batch-size", "4") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "b1", "--batch-size", "1") == 0
+    for stem in STEMS:
+        assert (tmp_path / "r1" / f"{stem}.png").read_bytes() == (tmp_path / "r2" / f"{stem}.png").read_bytes()
+    a, b = read_outputs(tmp_path / "r1"), read_outputs(tmp_path / "b1")
+    assert a.keys() == b.keys() == set(STEMS)
+    for stem in STEMS:
+        assert np.array_equal(a[stem], b[stem]), stem
+
+
+def test_result_does_not_depend_on_the_other_images(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path)
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "all") == 0
+    for p in list(img_dir.iterdir()):
+        if p.stem not in ("dog", "owl"):
+            p.unlink()
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "two") == 0
+    a, b = read_outputs(tmp_path / "all"), read_outputs(tmp_path / "two")
+    assert sorted(b) == ["dog", "owl"]
+    assert all(np.array_equal(a[k], b[k]) for k in b)
+
+
+def test_seed_changes_the_fill_only(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:3])
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "s0") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "s1", "--seed", "1") == 0
+    a, b = read_outputs(tmp_path / "s0"), read_outputs(tmp_path / "s1")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(a[stem][known], b[stem][known])
+
+
+def test_dilate_keeps_composite_exact(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:2])
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "d0", "--no-composite") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "d1", "--no-composite", "--dilate", "1") == 0
+    a, b = read_outputs(tmp_path / "d0"), read_outputs(tmp_path / "d1")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "c1", "--dilate", "1") == 0
+    c = read_outputs(tmp_path / "c1")
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(c[stem][known], rgb[known])
+
+
+# ----------------------------------------------------------------------------- failures
+def _bad_missing_folder(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:2])
+    return root / "no_such_images", mask_dir, model_dir, "no_such_images"
+
+
+def _bad_missing_mask_folder(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:2])
+    return img_dir, root / "no_such_masks", model_dir, "no_such_masks"
+
+
+def _bad_empty_folder(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:2])
+    for p in img_dir.iterdir():
+        p.unlink()
+    return img_dir, mask_dir, model_dir, str(img_dir)
+
+
+def _bad_count_mismatch(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=["a", "b", "c"], mask_stems=["x", "y", "z"])
+    (mask_dir / "z.png").unlink()
+    return img_dir, mask_dir, model_dir, str(mask_dir)
+
+
+def _bad_corrupt_image(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:3])
+    (img_dir / "dog.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    return img_dir, mask_dir, model_dir, "dog.png"
+
+
+def _bad_corrupt_mask(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:3])
+    (mask_dir / "cat2.png").write_bytes(b"nonsense bytes, not a png")
+    return img_dir, mask_dir, model_dir, "cat2.png"
+
+
+def _bad_mask_size(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:3])
+    tools.write_mask(np.ones((32, 32), bool), mask_dir / "cat2.png")
+    return img_dir, mask_dir, model_dir, "cat2.png"
+
+
+def _bad_duplicate_stems(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:2])
+    shutil.copy(img_dir / "cat1.png", img_dir / "cat1.jpg")
+    return img_dir, mask_dir, model_dir, "cat1"
+
+
+def _bad_model_config(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:2])
+    other = root / "other_model"
+    shutil.copytree(model_dir, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["transformer"]["dim"] = 64
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return img_dir, mask_dir, other, "transformer.safetensors"
+
+
+def _bad_model_missing(tools, root, model_dir):
+    img_dir, mask_dir, _ = make_inputs(tools, root, stems=STEMS[:2])
+    return img_dir, mask_dir, root / "no_model", "no_model"
+
+
+@pytest.mark.parametrize("case", [
+    _bad_missing_folder, _bad_missing_mask_folder, _bad_empty_folder, _bad_count_mismatch, _bad_corrupt_image,
+    _bad_corrupt_mask, _bad_mask_size, _bad_duplicate_stems, _bad_model_config, _bad_model_missing,
+], ids=lambda f: f.__name__.removeprefix("_bad_"))
+def test_bad_input_exit_2_one_line_no_output(tools, tiny_model_dir, tmp_path, capsys, case):
+    img_dir, mask_dir, model_dir, name = case(tools, tmp_path / "in", tiny_model_dir)
+    out = tmp_path / "out"
+    rc = inpaint(model_dir, img_dir, mask_dir, out)
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert rc == 2
+    assert len(lines) == 1, cap.err
+    assert lines[0].startswith("maskgit inpaint: error:")
+    assert name in lines[0]
+    assert "Traceback" not in cap.err
+    assert all_files(out) == []
+
+
+def test_existing_outputs_survive_a_failed_run(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:3])
+    out = tmp_path / "out"
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (img_dir / "cat2.png").write_bytes(b"garbage")
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, out) == 2
+    capsys.readouterr()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("flags,match", [(["--steps", "0"], "steps"), (["--sweet-spot", "0"], "sweet_spot")])
+def test_bad_sampler_flags(tools, tiny_model_dir, tmp_path, capsys, flags, match):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:1])
+    rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out", *flags)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and match in err
+    assert all_files(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("bs", ["0", "-1"])
+def test_non_positive_batch_size_is_rejected(tools, tiny_model_dir, tmp_path, capsys, bs):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:2])
+    rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out", "--batch-size", bs)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "batch" in err.lower()
+    assert all_files(tmp_path / "out") == []

@@ -1,0 +1,346 @@
+"""Tokenizer, quantisers, transformer layouts, the inpainting pipeline and model directories."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import yaml
+
+from maskgit_inpaint.checkpoints import WeightsError, load_strict
+from maskgit_inpaint.masks import pixel_to_token_mask
+from maskgit_inpaint.model import MaskGIT, ModelDirError, model_hash
+from maskgit_inpaint.sampling import SamplerConfig
+from maskgit_inpaint.tokenizer import FSQ, VQGAN, TokenizerConfig
+from maskgit_inpaint.transformer import MaskTransformer, TransformerConfig
+
+
+@pytest.fixture(scope="module")
+def tiny(tools):
+    return tools.make_tiny_model(0)
+
+
+def fsq_config(tools, levels=(4, 4, 4, 4)) -> dict:
+    cfg = tools.tiny_config()
+    cfg["tokenizer"].update(quantizer="fsq", fsq_levels=list(levels), codebook_size=256)
+    return cfg
+
+
+def images(b=2, seed=0):
+    return torch.rand(b, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+def hole_mask(b=2):
+    known = torch.ones(b, 64, 64, dtype=torch.bool)
+    known[:, 10:30, 20:50] = False
+    if b > 1:
+        known[1, 40:60, 0:12] = False
+    return known
+
+
+# ----------------------------------------------------------------------------- tokenizer (VQ)
+def test_tiny_vqgan_encode_decode_shapes(tiny):
+    x = images(2)
+    idx = tiny.tokenizer.encode(tiny.normalize(x))
+    assert idx.shape == (2, 256) and idx.dtype == torch.long
+    assert (idx >= 0).all() and (idx < 256).all()
+    assert tiny.latent_size == 16 and tiny.image_size == 64 and tiny.codebook_size == 256
+    rec = tiny.tokenizer.decode(idx)
+    assert rec.shape == (2, 3, 64, 64) and rec.dtype == torch.float32
+    assert torch.isfinite(rec).all()
+    out = tiny.decode(tiny.encode(x))
+    assert out.shape == (2, 3, 64, 64) and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(tiny.encode(x), idx)
+
+
+def test_vq_quantised_latents_are_the_looked_up_codes(tiny):
+    with torch.no_grad():
+        zq, idx, loss, _ = tiny.tokenizer.quantize(tiny.normalize(images(2)))
+        assert zq.shape == (2, tiny.tokenizer.cfg.latent_dim, 16, 16)
+        assert torch.allclose(zq, tiny.tokenizer.quant.lookup(idx), atol=1e-6)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+        rec, idx2, _ = tiny.tokenizer(tiny.normalize(images(2)))
+        assert torch.equal(idx, idx2)
+        assert torch.allclose(rec, tiny.tokenizer.decode(idx), atol=1e-5)
+
+
+def test_encode_is_per_image(tiny):
+    x = images(3, seed=1)
+    batch = tiny.encode(x)
+    for i in range(3):
+        assert torch.equal(tiny.encode(x[i:i + 1])[0], batch[i])
+
+
+# ----------------------------------------------------------------------------- FSQ
+def test_fsq_tokenizer_shapes_and_consistency(tools):
+    torch.manual_seed(0)
+    model = MaskGIT(fsq_config(tools)).eval()
+    vq = model.tokenizer
+    assert isinstance(vq.quant, FSQ) and vq.codebook_size == 256
+    x = model.normalize(images(2))
+    with torch.no_grad():
+        zq, idx, loss, _ = vq.quantize(x)
+        assert idx.shape == (2, 256) and idx.dtype == torch.long
+        assert (idx >= 0).all() and (idx < 256).all()
+        assert zq.shape == (2, 4, 16, 16)
+        assert torch.allclose(vq.quant.lookup(idx), zq, atol=1e-6)
+        rec = vq.decode(idx)
+        assert rec.shape == (2, 3, 64, 64)
+        assert torch.allclose(rec, vq.decode_latents(zq), atol=1e-5)
+    # the full pipeline runs with an FSQ tokenizer too
+    out = model.inpaint(images(2), hole_mask(2), SamplerConfig(steps=3), seed=0)
+    assert out.images.shape == (2, 3, 64, 64) and (out.tokens < 256).all()
+
+
+@pytest.mark.parametrize("levels", [[4, 4, 4, 4], [5, 3, 8], [7, 5, 5, 5], [2, 3]])
+def test_fsq_lookup_inverts_quantisation_for_every_index(levels):
+    fsq = FSQ(levels)
+    n = fsq.num_codes
+    # pad to a square grid of tokens, as lookup expects (B, h*w)
+    side = int(n ** 0.5) + 1
+    idx = torch.arange(side * side) % n
+    codes = fsq.lookup(idx[None])                                   # (1, D, side, side)
+    flat = codes.permute(0, 2, 3, 1).reshape(-1, len(levels))
+    assert len({tuple(c.tolist()) for c in flat[:n]}) == n          # every index its own code
+    assert flat.min() >= -1 and flat.max() <= 1
+    # latents that land on each code quantise back to that index and to exactly that code
+    half_w = torch.div(fsq.levels, 2, rounding_mode="floor")
+    offset = torch.where(fsq.levels % 2 == 0, 0.5, 0.0)
+    half_l = (fsq.levels - 1) * (1 + 1e-3) / 2
+    q = flat * half_w
+    z = torch.atanh((q + offset) / half_l) - torch.atanh(offset / half_l)
+    z = z.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    zq, got, _, _ = fsq(z)
+    assert torch.equal(got, idx[None])
+    assert torch.allclose(zq, codes, atol=1e-6)
+
+
+def test_fsq_random_latents_cover_the_codebook():
+    fsq = FSQ([4, 4, 4, 4])
+    z = torch.randn(8, 4, 32, 32, generator=torch.Generator().manual_seed(0)) * 1.5
+    zq, idx, loss, _ = fsq(z)
+    assert idx.min() >= 0 and idx.max() < 256
+    assert len(idx.unique()) > 200   # nearly every code is used
+    assert torch.allclose(fsq.lookup(idx), zq, atol=1e-6)
+    assert loss.item() == 0.0
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(quantizer="fsq", fsq_levels=[4, 4, 4], codebook_size=256), "product"),
+    (dict(quantizer="fsq", fsq_levels=[], codebook_size=256), "fsq_levels"),
+    (dict(quantizer="lfq"), "quantizer"),
+    (dict(enc_stages=[[16, 1, False, True]]), "downsamples"),
+])
+def test_tokenizer_config_validation(tools, change, match):
+    d = tools.tiny_config()["tokenizer"]
+    d.update(change)
+    with pytest.raises(ValueError, match=match):
+        TokenizerConfig.from_dict(d)
+
+
+def test_tokenizer_config_rejects_unknown_keys(tools):
+    d = tools.tiny_config()["tokenizer"]
+    d["latent_dims"] = 3
+    with pytest.raises(ValueError, match="latent_dims"):
+        TokenizerConfig.from_dict(d)
+
+
+# ----------------------------------------------------------------------------- transformer
+@pytest.mark.parametrize("layout,vocab", [("prenorm", 256), ("lab", 257)])
+def test_transformer_logit_shapes(tools, layout, vocab):
+    cfg = TransformerConfig.from_dict({**tools.tiny_config()["transformer"], "layout": layout})
+    torch.manual_seed(0)
+    tf = MaskTransformer(cfg).eval()
+    assert tf.mask_token_id == 256
+    tokens = torch.randint(0, 257, (3, 256))
+    logits = tf(tokens)
+    assert logits.shape == (3, 256, vocab)
+    assert torch.isfinite(logits).all()
+    # per-image: the same image alone gives the same logits
+    assert torch.allclose(tf(tokens[1:2])[0], logits[1], atol=1e-5)
+    # bidirectional: changing the last token changes the first token's logits
+    t2 = tokens.clone()
+    t2[:, -1] = (t2[:, -1] + 1) % 256
+    assert not torch.allclose(tf(t2)[:, 0], logits[:, 0])
+
+
+def test_lab_layout_output_is_tied_to_the_embedding(tools):
+    cfg = TransformerConfig.from_dict({**tools.tiny_config()["transformer"], "layout": "lab"})
+    tf = MaskTransformer(cfg).eval()
+    names = set(tf.state_dict())
+    assert {"tok_emb.weight", "pos_emb", "LN.weight", "bias", "Token_Prediction.0.weight",
+            "Token_Prediction.2.weight", "blocks.0.Attention.qkv.weight", "blocks.1.Attention.proj.bias",
+            "blocks.0.LayerNorm1.weight", "blocks.0.MLP.0.weight", "blocks.0.MLP.2.weight"} <= names
+    assert not any(k.startswith("head") for k in names)
+    assert tf.bias.shape == (256, 257)
+    tokens = torch.randint(0, 257, (1, 256))
+    before = tf(tokens)
+    with torch.no_grad():
+        tf.bias[:, 5] += 1.0
+    assert torch.allclose(tf(tokens)[..., 5], before[..., 5] + 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("change,match", [(dict(dim=33), "divisible"), (dict(layout="postnorm"), "layout")])
+def test_transformer_config_validation(tools, change, match):
+    with pytest.raises(ValueError, match=match):
+        TransformerConfig.from_dict({**tools.tiny_config()["transformer"], **change})
+
+
+@pytest.mark.parametrize("key,value", [("codebook_size", 512), ("num_tokens", 64)])
+def test_transformer_must_fit_the_tokenizer(tools, key, value):
+    cfg = tools.tiny_config()
+    cfg["transformer"][key] = value
+    with pytest.raises(ModelDirError, match=key):
+        MaskGIT(cfg)
+
+
+# ----------------------------------------------------------------------------- inpainting
+def test_inpaint_outputs_and_composite(tiny):
+    x, known = images(2), hole_mask(2)
+    out = tiny.inpaint(x, known, SamplerConfig(steps=4), seed=torch.tensor([1, 2]), return_steps=True)
+    assert out.images.shape == (2, 3, 64, 64)
+    assert out.images.min() >= 0 and out.images.max() <= 1
+    assert torch.equal(out.images[known[:, None].expand_as(x)], x[known[:, None].expand_as(x)])
+    assert torch.equal(out.unknown, pixel_to_token_mask(known, 16))
+    assert out.tokens.shape == (2, 256) and (out.tokens < 256).all()
+    assert len(out.step_images) == len(out.step_masks) == 4
+    assert all(s.shape == (2, 3, 64, 64) for s in out.step_images)
+    raw = tiny.inpaint(x, known, SamplerConfig(steps=4), seed=torch.tensor([1, 2]), composite=False)
+    assert torch.equal(raw.tokens, out.tokens)
+    assert torch.allclose(raw.images, tiny.decode(out.tokens))
+    assert not torch.equal(raw.images, out.images)
+
+
+def test_inpaint_keeps_known_tokens_and_ignores_hole_content(tiny):
+    x, known = images(2), hole_mask(2)
+    y = x.clone()
+    y[~known[:, None].expand_as(x)] = torch.rand(int((~known).sum()) * 3)  # different hole content
+    cfg = SamplerConfig(steps=4)
+    a = tiny.inpaint(x, known, cfg, seed=3)
+    b = tiny.inpaint(y, known, cfg, seed=3)
+    assert torch.equal(a.tokens, b.tokens)
+    assert torch.equal(a.images[known[:, None].expand_as(x)], b.images[known[:, None].expand_as(x)])
+    hole = ~known[:, None].expand_as(x)
+    assert torch.equal(a.images[hole], b.images[hole])
+    # known tokens are those of the image with its holes filled with the mean colour
+    enc = tiny.tokenizer.encode(tiny.normalize(x) * known[:, None])
+    assert torch.equal(a.tokens[~a.unknown], enc[~a.unknown])
+
+
+def test_inpaint_batch_equals_one_by_one(tiny):
+    x, known = images(3, seed=5), hole_mask(3)
+    seeds = torch.tensor([10, 20, 30])
+    batch = tiny.inpaint(x, known, SamplerConfig(steps=6), seed=seeds)
+    for i in range(3):
+        alone = tiny.inpaint(x[i:i + 1], known[i:i + 1], SamplerConfig(steps=6), seed=seeds[i:i + 1])
+        assert torch.equal(alone.tokens[0], batch.tokens[i])
+        # batched convolutions may differ from single ones in the last float bits
+        assert torch.allclose(alone.images[0], batch.images[i], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- model directories
+def test_save_load_round_trip(tiny, tmp_path, tools):
+    d = tiny.save(tmp_path / "m")
+    assert sorted(p.name for p in d.iterdir()) == ["config.yaml", "tokenizer.safetensors", "transformer.safetensors"]
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    assert cfg["format"] == "maskgit-inpaint/1"
+    assert cfg["transformer"] == tools.tiny_config()["transformer"]
+    loaded = MaskGIT.from_dir(d)
+    assert not loaded.training
+    a, b = tiny.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x, known = images(2), hole_mask(2)
+    assert torch.equal(loaded.encode(x), tiny.encode(x))
+    tok = tiny.encode(x)
+    assert torch.equal(loaded.decode(tok), tiny.decode(tok))
+    assert torch.equal(loaded.transformer(tok), tiny.transformer(tok))
+    assert loaded.sampler == tiny.sampler
+    o1 = tiny.inpaint(x, known, seed=4)
+    o2 = loaded.inpaint(x, known, seed=4)
+    assert torch.equal(o1.images, o2.images) and torch.equal(o1.tokens, o2.tokens)
+    # saving again gives byte-identical files
+    d2 = loaded.save(tmp_path / "m2")
+    for name in ("config.yaml", "tokenizer.safetensors", "transformer.safetensors"):
+        assert (d / name).read_bytes() == (d2 / name).read_bytes()
+    assert model_hash(d) == model_hash(d2)
+
+
+def test_fp16_save_loads_into_fp32(tiny, tmp_path):
+    d = tiny.save(tmp_path / "half", dtype=torch.float16)
+    loaded = MaskGIT.from_dir(d)
+    assert all(v.dtype == torch.float32 for v in loaded.state_dict().values() if v.is_floating_point())
+    tok = tiny.encode(images(1))
+    assert torch.allclose(loaded.transformer(tok), tiny.transformer(tok), atol=1e-2)
+    assert model_hash(d) != model_hash(tiny.save(tmp_path / "full"))
+
+
+@pytest.mark.parametrize("section,key,value,bad_file", [
+    ("transformer", "dim", 48, "transformer.safetensors"),
+    ("transformer", "layers", 3, "transformer.safetensors"),
+    ("tokenizer", "latent_dim", 16, "tokenizer.safetensors"),
+])
+def test_config_that_differs_from_weights(tiny, tmp_path, section, key, value, bad_file):
+    d = tiny.save(tmp_path / "m")
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    cfg[section][key] = value
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ModelDirError) as e:
+        MaskGIT.from_dir(d)
+    assert str(d / bad_file) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_model_dir_errors_name_the_file(tiny, tmp_path):
+    with pytest.raises(ModelDirError, match="not found"):
+        MaskGIT.from_dir(tmp_path / "nowhere")
+    d = tiny.save(tmp_path / "m")
+    (d / "transformer.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelDirError, match="transformer.safetensors"):
+        MaskGIT.from_dir(d)
+    (d / "transformer.safetensors").unlink()
+    with pytest.raises(ModelDirError, match="transformer.safetensors"):
+        MaskGIT.from_dir(d)
+    (d / "config.yaml").write_text("tokenizer: [unclosed\n")
+    with pytest.raises(ModelDirError, match="config.yaml"):
+        MaskGIT.from_dir(d)
+    (d / "config.yaml").unlink()
+    with pytest.raises(ModelDirError, match="config.yaml"):
+        MaskGIT.from_dir(d)
+
+
+def test_config_with_unknown_keys_is_a_model_dir_error(tiny, tmp_path):
+    d = tiny.save(tmp_path / "m")
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    cfg["transformer"]["depth"] = 4
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ModelDirError, match="depth"):
+        MaskGIT.from_dir(d)
+
+
+def test_tokenizer_only_model_dir(tools, tmp_path):
+    cfg = tools.tiny_config()
+    cfg["transformer"] = None
+    torch.manual_seed(1)
+    m = MaskGIT(cfg)
+    d = m.save(tmp_path / "tok")
+    assert not (d / "transformer.safetensors").exists()
+    with pytest.raises(ModelDirError, match="only a tokenizer"):
+        MaskGIT.from_dir(d)
+    loaded = MaskGIT.from_dir(d, require_transformer=False)
+    x = images(1)
+    assert torch.equal(loaded.encode(x), m.encode(x))
+    with pytest.raises(ModelDirError, match="transformer"):
+        loaded.inpaint(x, hole_mask(1))
+
+
+def test_load_strict_lists_every_problem(tiny):
+    sd = copy.copy(tiny.transformer.state_dict())
+    sd.pop("ln_f.weight")
+    sd.pop("head.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    sd["pos_emb"] = torch.zeros(255, 32)
+    with pytest.raises(WeightsError) as e:
+        load_strict(MaskTransformer(tiny.transformer.cfg), sd, "somewhere.safetensors")
+    msg = str(e.value)
+    for s in ("somewhere.safetensors", "ln_f.weight", "head.bias", "extra.weight", "pos_emb", "(255, 32)"):
+        assert s in msg

@@ -1,0 +1,428 @@
+"""Sampler invariants (with cheap deterministic fake logits functions) and token masks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from maskgit_inpaint.masks import GENERATORS, generate_masks, pixel_to_token_mask, token_to_pixel_mask
+from maskgit_inpaint.sampling import (SamplerConfig, inpaint_tokens, masked_counts, seed_for_name,
+                                      uniform_noise)
+from maskgit_inpaint.schedules import NON_MONOTONE, SCHEDULES, gamma
+
+K = 64     # codebook size of the fake model; the mask id is K
+N = 64     # tokens per image
+ALL = sorted(SCHEDULES)
+MONOTONE = [s for s in ALL if s not in NON_MONOTONE]
+
+
+class FakeLM:
+    """Deterministic, cheap, batch-independent logits: per-token and per-position tables plus
+    a context term (mean over the image's tokens), so the prediction depends on what has been
+    revealed. Records every input it is called with."""
+
+    def __init__(self, k: int = K, n: int = N, seed: int = 0, extra: int = 0, context: bool = True,
+                 scale: float = 2.0):
+        g = torch.Generator().manual_seed(seed)
+        out = k + extra
+        self.E = torch.randn(k + 1, out, generator=g) * scale
+        self.P = torch.randn(n, out, generator=g) * scale
+        self.F = torch.randn(k + 1, out, generator=g) * scale if context else None
+        self.calls: list[torch.Tensor] = []
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tokens.clone())
+        logits = self.E[tokens] + self.P[: tokens.shape[1]]
+        if self.F is not None:
+            logits = logits + self.F[tokens].mean(1, keepdim=True)
+        return logits
+
+
+class MaskLovingLM(FakeLM):
+    """Returns K + 1 logits with a huge logit on the mask token (index K)."""
+
+    def __init__(self, **kw):
+        super().__init__(extra=1, **kw)
+
+    def __call__(self, tokens):
+        logits = super().__call__(tokens)
+        logits[..., K] = 1e6
+        return logits
+
+
+def make_batch(counts, n: int = N, seed: int = 0):
+    """tokens (B, n) in [0, K) and an unknown mask with exactly counts[i] unknown tokens in row i."""
+    g = torch.Generator().manual_seed(seed)
+    b = len(counts)
+    tokens = torch.randint(0, K, (b, n), generator=g)
+    unknown = torch.zeros(b, n, dtype=torch.bool)
+    for i, c in enumerate(counts):
+        unknown[i, torch.randperm(n, generator=g)[:c]] = True
+    return tokens, unknown
+
+
+def run(cfg, counts=(10, 40, 64), seed=0, lm=None, data_seed=0, **kw):
+    tokens, unknown = make_batch(counts, seed=data_seed)
+    lm = lm or FakeLM()
+    res = inpaint_tokens(lm, tokens, unknown, cfg, codebook_size=K, seed=seed, **kw)
+    return tokens, unknown, res, lm
+
+
+def expected_masked_counts(n: int, cfg: SamplerConfig) -> list[int]:
+    """Still-masked count after each step, computed independently of the sampler:
+    floor(n * gamma(t/T)), at least one revealed per step while any remain (monotone);
+    a rising schedule re-masks up to its target; the last step reveals everything."""
+    T = cfg.steps
+    non_monotone = cfg.gamma in NON_MONOTONE
+    if non_monotone:
+        last = T
+    else:
+        last = next(t for t in range(1, T + 1) if float(gamma(cfg.gamma, t / T)) == 0.0)
+    stop = min(cfg.sweet_spot or T, T, last)
+    m, out = n, []
+    for t in range(1, stop + 1):
+        if t == stop:
+            m = 0
+        else:
+            target = math.floor(n * float(gamma(cfg.gamma, t / T)))
+            if non_monotone and target > m:
+                m = target
+            else:
+                m = min(target, max(m - 1, 0))
+        out.append(m)
+    return out
+
+
+# ----------------------------------------------------------------------------- basic invariants
+@pytest.mark.parametrize("steps", [1, 2, 5, 8, 12])
+@pytest.mark.parametrize("schedule", ALL)
+def test_known_kept_all_revealed_no_mask_token(schedule, steps):
+    cfg = SamplerConfig(gamma=schedule, steps=steps)
+    tokens, unknown, res, lm = run(cfg, counts=(0, 1, 17, 40, 64), seed=3, return_steps=True)
+    out = res.tokens
+    assert out.shape == tokens.shape and out.dtype == torch.long
+    assert torch.equal(out[~unknown], tokens[~unknown])
+    assert (out >= 0).all() and (out < K).all()
+    assert len(res.step_masks) == len(res.step_tokens) >= 1
+    assert not res.step_masks[-1].any()
+    assert torch.equal(res.step_tokens[-1], out)
+    for m, st in zip(res.step_masks, res.step_tokens):
+        assert not (m & ~unknown).any()                       # only unknown tokens are ever masked
+        assert torch.equal(st[~unknown], tokens[~unknown])    # known tokens are never touched
+        assert (st < K).all()
+    # the model is called once per step and first sees the mask token exactly at the unknown tokens
+    assert len(lm.calls) == len(res.step_masks)
+    assert torch.equal(lm.calls[0], torch.where(unknown, torch.full_like(tokens, K), tokens))
+    # at step t it sees the mask token exactly where tokens were still masked after step t-1
+    for prev_mask, seen in zip(res.step_masks[:-1], lm.calls[1:]):
+        assert torch.equal(seen == K, prev_mask)
+        assert torch.equal(seen[~unknown], tokens[~unknown])
+
+
+@pytest.mark.parametrize("schedule", ALL)
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_mask_token_never_emitted_even_when_its_logit_is_huge(schedule, temperature):
+    cfg = SamplerConfig(gamma=schedule, steps=6, temperature=temperature)
+    tokens, unknown, res, _ = run(cfg, lm=MaskLovingLM(), return_steps=True)
+    assert (res.tokens < K).all()
+    assert all((st < K).all() for st in res.step_tokens)
+    assert torch.equal(res.tokens[~unknown], tokens[~unknown])
+
+
+def test_mask_token_never_emitted_on_early_stop():
+    cfg = SamplerConfig(gamma="cosine", steps=10, sweet_spot=3)
+    _, _, res, _ = run(cfg, lm=MaskLovingLM())
+    assert (res.tokens < K).all()
+
+
+# ----------------------------------------------------------------------------- counts per step
+@pytest.mark.parametrize("steps", [1, 2, 3, 7, 8, 12, 20])
+@pytest.mark.parametrize("schedule", MONOTONE)
+def test_per_image_masked_counts_monotone(schedule, steps):
+    counts = (0, 1, 2, 5, 13, 40, 64)
+    cfg = SamplerConfig(gamma=schedule, steps=steps)
+    _, unknown, res, _ = run(cfg, counts=counts, seed=11, return_steps=True)
+    got = torch.stack([m.sum(1) for m in res.step_masks], 1)  # (B, steps run)
+    for i, n in enumerate(counts):
+        assert got[i].tolist() == expected_masked_counts(n, cfg), f"image {i} with {n} unknown"
+    # masks only ever shrink for a monotone schedule
+    prev = unknown
+    for m in res.step_masks:
+        assert not (m & ~prev).any()
+        prev = m
+
+
+def test_expected_counts_helper_sanity():
+    # linear, 4 steps, 10 unknown: floor(7.5)=7, floor(5)=5, floor(2.5)=2, 0
+    assert expected_masked_counts(10, SamplerConfig(gamma="linear", steps=4)) == [7, 5, 2, 0]
+    # 3 unknown over 8 cosine steps: the "at least one per step" rule takes over
+    c = expected_masked_counts(3, SamplerConfig(gamma="cosine", steps=8))
+    assert c[:3] == [2, 1, 0] and len(c) == 8
+    # one-shot schedule: one step
+    assert expected_masked_counts(10, SamplerConfig(gamma="constant", steps=8)) == [0]
+
+
+@pytest.mark.parametrize("steps", [1, 6, 12])
+def test_per_image_counts_follow_masked_counts_where_not_clamped(steps):
+    cfg = SamplerConfig(gamma="linear", steps=steps)
+    counts = (64, 48)
+    _, _, res, _ = run(cfg, counts=counts, return_steps=True)
+    target = masked_counts(torch.tensor(counts), cfg)
+    got = torch.stack([m.sum(1) for m in res.step_masks], 1)
+    # with many unknown tokens and few steps, floor(n * gamma) drops by >= 1 each step
+    assert torch.equal(got, target)
+
+
+def test_constant_schedule_is_one_shot():
+    cfg = SamplerConfig(gamma="constant", steps=8)
+    tokens, unknown, res, lm = run(cfg, return_steps=True)
+    assert len(lm.calls) == 1 and len(res.step_masks) == 1
+    assert torch.equal(res.tokens[~unknown], tokens[~unknown])
+
+
+def test_mixed_unknown_counts_in_one_batch():
+    counts = (0, 3, 64, 31)
+    cfg = SamplerConfig(gamma="cosine", steps=8)
+    tokens, unknown, res, _ = run(cfg, counts=counts, return_steps=True)
+    assert torch.equal(res.tokens[0], tokens[0])  # nothing to do for image 0
+    for i, n in enumerate(counts):
+        assert [int(m[i].sum()) for m in res.step_masks] == expected_masked_counts(n, cfg)
+
+
+# ----------------------------------------------------------------------------- seeds and batches
+def test_deterministic_for_same_seed_and_varies_with_seed():
+    cfg = SamplerConfig(gamma="cosine", steps=8)
+    a = run(cfg, seed=5)[2].tokens
+    b = run(cfg, seed=5)[2].tokens
+    c = run(cfg, seed=6)[2].tokens
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "sine_linear", "linear"])
+def test_batch_of_one_equals_in_batch(schedule):
+    cfg = SamplerConfig(gamma=schedule, steps=8, sweet_spot=6)
+    counts = (12, 40, 0, 64)
+    tokens, unknown = make_batch(counts, seed=1)
+    seeds = torch.tensor([101, 7, 3, 2 ** 31 - 1])
+    lm = FakeLM()
+    batch = inpaint_tokens(lm, tokens, unknown, cfg, codebook_size=K, seed=seeds, return_steps=True)
+    for i in range(len(counts)):
+        alone = inpaint_tokens(lm, tokens[i:i + 1], unknown[i:i + 1], cfg, codebook_size=K,
+                               seed=seeds[i:i + 1], return_steps=True)
+        assert torch.equal(alone.tokens[0], batch.tokens[i])
+        for a, b in zip(alone.step_masks, batch.step_masks):
+            assert torch.equal(a[0], b[i])
+    # reversing the batch order reverses the results
+    rev = inpaint_tokens(lm, tokens.flip(0), unknown.flip(0), cfg, codebook_size=K, seed=seeds.flip(0))
+    assert torch.equal(rev.tokens.flip(0), batch.tokens)
+
+
+def test_int_seed_equals_tensor_of_that_seed():
+    cfg = SamplerConfig(gamma="cosine", steps=8)
+    tokens, unknown = make_batch((20, 30))
+    a = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=9).tokens
+    b = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=torch.tensor([9, 9])).tokens
+    c = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=torch.tensor(9)).tokens
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([1, 2, 3]), torch.tensor([[1], [2]]), torch.tensor([1])])
+def test_seed_tensor_of_wrong_shape_raises(bad):
+    tokens, unknown = make_batch((5, 6))
+    with pytest.raises(ValueError, match="seed"):
+        inpaint_tokens(FakeLM(), tokens, unknown, SamplerConfig(), codebook_size=K, seed=bad)
+
+
+def test_different_seeds_within_batch_give_different_results():
+    tokens, unknown = make_batch((64, 64))
+    tokens[1] = tokens[0]
+    res = inpaint_tokens(FakeLM(), tokens, unknown.clone().fill_(True), SamplerConfig(steps=8),
+                         codebook_size=K, seed=torch.tensor([1, 2]))
+    assert not torch.equal(res.tokens[0], res.tokens[1])
+    same = inpaint_tokens(FakeLM(), tokens, unknown.clone().fill_(True), SamplerConfig(steps=8),
+                          codebook_size=K, seed=torch.tensor([1, 1]))
+    assert torch.equal(same.tokens[0], same.tokens[1])
+
+
+# ----------------------------------------------------------------------------- sweet spot
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "sine_linear"])
+@pytest.mark.parametrize("sweet_spot", [1, 3, 8])
+def test_sweet_spot_stops_early_and_fills_everything(schedule, sweet_spot):
+    cfg = SamplerConfig(gamma=schedule, steps=12, sweet_spot=sweet_spot)
+    tokens, unknown, res, lm = run(cfg, counts=(5, 40, 64), return_steps=True)
+    assert len(lm.calls) == sweet_spot == len(res.step_masks)
+    assert not res.step_masks[-1].any()
+    assert torch.equal(res.tokens[~unknown], tokens[~unknown])
+    assert (res.tokens < K).all()
+    # the final step fills every still-masked token with its most likely code
+    before = res.step_masks[-2] if sweet_spot > 1 else unknown
+    best = lm(lm.calls[-1])[..., :K].argmax(-1)
+    assert torch.equal(res.tokens[before], best[before])
+    # the steps before the stop follow the schedule
+    for i, n in enumerate((5, 40, 64)):
+        assert [int(m[i].sum()) for m in res.step_masks] == expected_masked_counts(n, cfg)
+
+
+def test_sweet_spot_at_or_beyond_steps_is_a_full_run():
+    base = run(SamplerConfig(gamma="cosine", steps=8), seed=4)[2].tokens
+    for ss in (8, 20, None):
+        assert torch.equal(run(SamplerConfig(gamma="cosine", steps=8, sweet_spot=ss), seed=4)[2].tokens, base)
+
+
+# ----------------------------------------------------------------------------- non-monotone
+@pytest.mark.parametrize("steps", [8, 12, 20])
+def test_sine_linear_remasks_only_generated_tokens(steps):
+    counts = (64, 40, 9, 0)
+    cfg = SamplerConfig(gamma="sine_linear", steps=steps)
+    tokens, unknown, res, lm = run(cfg, counts=counts, seed=2, return_steps=True)
+    assert not res.step_masks[-1].any()
+    assert torch.equal(res.tokens[~unknown], tokens[~unknown])
+    assert (res.tokens < K).all()
+    grew = False
+    prev = unknown
+    for m, st in zip(res.step_masks, res.step_tokens):
+        assert not (m & ~unknown).any()      # never re-masks an originally known token
+        assert torch.equal(st[~unknown], tokens[~unknown])
+        grew |= bool((m & ~prev).any())
+        prev = m
+    assert grew, "sine_linear should re-mask some generated tokens when it rises"
+    for i, n in enumerate(counts):
+        assert [int(m[i].sum()) for m in res.step_masks] == expected_masked_counts(n, cfg), f"image {i}"
+    # the model sees the mask token exactly where tokens were (re-)masked
+    for prev_mask, seen in zip(res.step_masks[:-1], lm.calls[1:]):
+        assert torch.equal(seen == K, prev_mask)
+
+
+# ----------------------------------------------------------------------------- temperatures
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "sine_linear"])
+def test_temperature_zero_takes_the_argmax_of_each_step(schedule):
+    cfg = SamplerConfig(gamma=schedule, steps=8, temperature=0.0)
+    tokens, unknown, res, lm = run(cfg, return_steps=True)
+    prev = unknown
+    for t, m in enumerate(res.step_masks):
+        revealed = prev & ~m
+        best = lm(lm.calls[t])[..., :K].argmax(-1)
+        lm.calls.pop()
+        assert torch.equal(res.step_tokens[t][revealed], best[revealed])
+        prev = m
+    assert torch.equal(res.tokens[~unknown], tokens[~unknown])
+
+
+def test_temperature_zero_context_free_gives_argmax_for_any_seed():
+    lm = FakeLM(context=False)
+    cfg = SamplerConfig(gamma="cosine", steps=8, temperature=0.0)
+    tokens, unknown = make_batch((30, 64))
+    # a still-masked position always holds the mask token, so its prediction never changes
+    best = lm(torch.where(unknown, torch.full_like(tokens, K), tokens))[..., :K].argmax(-1)
+    for seed in (0, 1, 2):
+        out = inpaint_tokens(lm, tokens, unknown, cfg, codebook_size=K, seed=seed).tokens
+        assert torch.equal(out, torch.where(unknown, best, tokens))
+
+
+def test_sampling_follows_the_distribution():
+    """Two codes share all the probability: both appear, roughly equally, nothing else does."""
+    class TwoCodes:
+        def __call__(self, tokens):
+            logits = torch.full((*tokens.shape, K + 1), -1e4)
+            logits[..., 3] = 5.0
+            logits[..., 7] = 5.0
+            logits[..., K] = 1e4  # the mask token never wins
+            return logits
+
+    n = 4096
+    tokens = torch.zeros(1, n, dtype=torch.long)
+    unknown = torch.ones(1, n, dtype=torch.bool)
+    out = inpaint_tokens(TwoCodes(), tokens, unknown, SamplerConfig(gamma="linear", steps=4),
+                         codebook_size=K, seed=0).tokens
+    assert set(out.unique().tolist()) == {3, 7}
+    frac = (out == 3).float().mean().item()
+    assert 0.45 < frac < 0.55
+
+
+def test_validation_errors():
+    tokens, unknown = make_batch((5,))
+    for cfg in (SamplerConfig(gamma="nope"), SamplerConfig(steps=0), SamplerConfig(sweet_spot=0),
+                SamplerConfig(temperature=-1.0), SamplerConfig(choice_temperature=-0.5)):
+        with pytest.raises(ValueError):
+            inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K)
+
+
+def test_uniform_noise_range_and_independence():
+    seeds = torch.tensor([0, 1, 2, 123456789, -5])
+    u = uniform_noise(seeds, step=3, stream=1, n=1000)
+    assert u.shape == (5, 1000)
+    assert (u > 0).all() and (u < 1).all()
+    assert abs(u.mean().item() - 0.5) < 0.02
+    assert torch.equal(uniform_noise(seeds[2:3], 3, 1, 1000)[0], u[2])
+    assert not torch.equal(uniform_noise(seeds, 4, 1, 1000), u)
+    assert not torch.equal(uniform_noise(seeds, 3, 0, 1000), u)
+    assert not torch.equal(u[0], u[1])
+
+
+def test_seed_for_name():
+    assert seed_for_name(0, "cat1") == seed_for_name(0, "cat1")
+    assert seed_for_name(0, "cat1") != seed_for_name(0, "cat2")
+    assert seed_for_name(0, "cat1") != seed_for_name(1, "cat1")
+    assert 0 <= seed_for_name(10 ** 12, "x") < 2 ** 31
+
+
+# ----------------------------------------------------------------------------- token masks
+def test_single_hole_pixel_marks_its_patch_token():
+    for y, x in [(0, 0), (21, 38), (63, 63), (33, 4)]:
+        known = torch.ones(1, 64, 64, dtype=torch.bool)
+        known[0, y, x] = False
+        unk = pixel_to_token_mask(known, 16)
+        assert unk.shape == (1, 256) and unk.dtype == torch.bool
+        assert unk.sum() == 1
+        assert unk[0, (y // 4) * 16 + x // 4]
+
+
+def test_dilate_grows_to_3x3_tokens():
+    known = torch.ones(64, 64, dtype=torch.bool)  # 2-D input is accepted as a batch of one
+    known[21, 38] = False
+    unk = pixel_to_token_mask(known, 16, dilate=1).reshape(16, 16)
+    ty, tx = 21 // 4, 38 // 4
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[ty - 1:ty + 2, tx - 1:tx + 2] = True
+    assert torch.equal(unk, expected)
+    # at a corner it is clipped to 2x2
+    known = torch.ones(1, 64, 64, dtype=torch.bool)
+    known[0, 0, 0] = False
+    assert pixel_to_token_mask(known, 16, dilate=1).sum() == 4
+
+
+def test_token_mask_of_full_and_empty_masks_and_roundtrip():
+    assert not pixel_to_token_mask(torch.ones(2, 64, 64, dtype=torch.bool), 16).any()
+    assert pixel_to_token_mask(torch.zeros(2, 64, 64, dtype=torch.bool), 16).all()
+    unk = torch.rand(3, 256, generator=torch.Generator().manual_seed(0)) < 0.3
+    px = token_to_pixel_mask(unk, 64)
+    assert px.shape == (3, 64, 64)
+    assert torch.equal(pixel_to_token_mask(~px, 16), unk)
+    with pytest.raises(ValueError):
+        pixel_to_token_mask(torch.ones(1, 60, 60, dtype=torch.bool), 16)
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+def test_generate_masks_deterministic_per_index(kind):
+    a = generate_masks(kind, 6, seed=3)
+    assert a.shape == (6, 64, 64) and a.dtype == bool
+    assert np.array_equal(a, generate_masks(kind, 6, seed=3))
+    # mask i depends only on (kind, seed, i)
+    assert np.array_equal(generate_masks(kind, 3, seed=3), a[:3])
+    assert not np.array_equal(generate_masks(kind, 6, seed=4), a)
+    assert not np.array_equal(a[0], a[1])
+    assert (~a).any(axis=(1, 2)).all() and a.any(axis=(1, 2)).all()  # every mask has a hole and known pixels
+
+
+def test_random_walk_coverage():
+    holes = 1 - generate_masks("random-walk", 40, seed=0).mean(axis=(1, 2))
+    assert (holes >= 0.15).all() and (holes <= 0.40).all(), holes
+    assert 0.18 < holes.mean() < 0.32
+
+
+def test_unknown_mask_kind():
+    with pytest.raises(ValueError, match="random-walk"):
+        generate_masks("blobs", 1)
