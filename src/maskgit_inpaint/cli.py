@@ -183,6 +183,16 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    try:
+        from .app import serve
+    except ImportError as e:
+        raise CLIError(f"the web app needs Gradio: pip install 'maskgit-inpaint[app]' ({e})") from None
+    serve(args.model, host=args.host, port=args.port, device=args.device)
+    return 0
+
+
 # ----------------------------------------------------------------------------- training
 def _train_config(args, kind: str) -> dict:
     from .config import resolve
@@ -313,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="maskgit-demo", help="output folder (default: ./maskgit-demo)")
     q.add_argument("--device", default="auto")
     q.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser("serve", help="web app: paint a hole and watch it fill")
+    q.add_argument("--model", help="model directory (default: the bundled model)")
+    q.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    q.add_argument("--port", type=int, default=7860)
+    q.add_argument("--device", default="auto")
+    q.set_defaults(func=cmd_serve)
 
     try:
         from .evaluation import add_evaluate_arguments, run_evaluate

@@ -268,7 +268,10 @@ class TransformerModule(L.LightningModule):
         self.t = training_config(config, "transformer")
         self.total_steps = total_steps
         self.transformer = MaskTransformer(TransformerConfig.from_dict(config["transformer"]))
-        self.mask_bank = inpaint_mask_bank() if self.t["mask_mode"] == "inpaint" else None
+        self.mask_bank = None
+        if self.t["mask_mode"] == "inpaint":  # pooled to this model's own token grid
+            size = config["tokenizer"].get("image_size", config.get("image_size", 64))
+            self.mask_bank = inpaint_mask_bank(size=size, latent=math.isqrt(self.transformer.cfg.num_tokens))
 
     @property
     def codebook_size(self) -> int:
@@ -432,15 +435,52 @@ def _checkpoints(run_dir: Path, monitor: str, every_steps: int) -> list[Callback
                         save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=False),
         ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
-        # frequent `last.ckpt` so a killed run loses little
-        ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=every_steps),
+        # frequent `last.ckpt` so a killed run loses little (overwritten in place, never last-v1)
+        ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=every_steps,
+                        enable_version_counter=False),
+        FinalCheckpoint(ck / "last.ckpt"),
     ]
 
 
-def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs: int, **kw) -> L.Trainer:
+class FinalCheckpoint(Callback):
+    """Writes `last.ckpt` at the very end when the periodic one is older: a run stopped by
+    max_steps mid-epoch must still leave its final weights for export and resume."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.global_step == 0:
+            return
+        if self.path.is_file():
+            try:
+                step = torch.load(str(self.path), map_location="cpu", weights_only=True).get("global_step")
+            except Exception:
+                step = None
+            if step == trainer.global_step:
+                return
+        trainer.save_checkpoint(str(self.path))
+
+
+def _check_batches(n_items: int, batch_size: int, what: str, data_dir) -> None:
+    if n_items // batch_size == 0:
+        raise ValueError(f"{data_dir}: {n_items} training {what} is fewer than one batch of {batch_size}; "
+                         f"add images or lower --batch-size")
+
+
+def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs: int, resume: bool = False,
+             **kw) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
+    # a resumed run logs to its own CSV folder so the history before the resume is kept
+    version = ""
+    if resume:
+        n = 1
+        while (run_dir / "logs" / f"resume{n}").exists():
+            n += 1
+        version = f"resume{n}"
+    loggers = [CSVLogger(run_dir, name="logs", version=version),
+               TensorBoardLogger(run_dir, name="logs", version="tb")]
     return L.Trainer(default_root_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs,
                      precision=default_precision(t["precision"]), logger=loggers, callbacks=callbacks,
                      log_every_n_steps=t["log_every"], num_sanity_val_steps=0, enable_model_summary=False,
@@ -458,12 +498,19 @@ def _resume_path(run_dir: Path, resume: bool) -> str | None:
     return None
 
 
+def _resumed_config(run_dir: Path, config: dict, section: str) -> dict:
+    """The run's own config, with only the training settings given now laid over its section."""
+    from .config import merge
+
+    return merge(load_run_config(run_dir), {section: config.get(section) or {}})
+
+
 def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, accelerator: str = "auto") -> Path:
     from .data import ImageTensorDataset, load_folder, split_files
 
     run_dir = Path(run_dir)
     if resume:
-        config = load_run_config(run_dir) | {k: v for k, v in config.items() if k == "tokenizer_training"}
+        config = _resumed_config(run_dir, config, "tokenizer_training")
     ckpt = _resume_path(run_dir, resume)
     config = copy.deepcopy(config)
     config["kind"] = "tokenizer"
@@ -486,6 +533,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
         val_ds = ImageTensorDataset(val_u8, norm["mean"], norm["std"], flip=False)
         loaders["val_dataloaders"] = DataLoader(val_ds, batch_size=64, shuffle=False)
         grid = torch.stack([val_ds[i] for i in range(min(16, len(val_ds)))])
+    _check_batches(len(train_ds), t["batch_size"], "images", data["train"])
     steps_per_epoch = len(train_ds) // t["batch_size"]
     total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
     module = TokenizerModule(config, total_steps=total)
@@ -495,7 +543,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
         cbs.append(ReconGrid(run_dir, grid))
     # the module counts its own steps (two optimisers make trainer.global_step count double)
     trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=t["max_epochs"] if t["max_steps"] <= 0 else -1,
-                       accelerator=accelerator)
+                       resume=ckpt is not None, accelerator=accelerator)
     trainer.fit(module, **loaders, ckpt_path=ckpt)
     return run_dir
 
@@ -507,7 +555,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
 
     run_dir = Path(run_dir)
     if resume:
-        config = load_run_config(run_dir) | {k: v for k, v in config.items() if k == "transformer_training"}
+        config = _resumed_config(run_dir, config, "transformer_training")
         tokenizer_dir = tokenizer_dir or config.get("tokenizer_dir")
     ckpt = _resume_path(run_dir, resume)
     if not tokenizer_dir:
@@ -539,7 +587,8 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
         val_tok = token_cache(run_dir / "cache" / "val_tokens.safetensors", tok_model.tokenizer, val_files, size,
                               norm["mean"], norm["std"], flip=False, device=dev)
         loaders["val_dataloaders"] = DataLoader(TensorDataset(val_tok), batch_size=128, shuffle=False)
-    steps_per_epoch = len(train_tok) // t["batch_size"] // t["accumulate"]
+    _check_batches(len(train_tok), t["batch_size"], "samples (images, with flips)", data["train"])
+    steps_per_epoch = max(1, len(train_tok) // t["batch_size"] // t["accumulate"])
     total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
     module = TransformerModule(config, total_steps=total)
     cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t["ckpt_every_steps"])
@@ -550,7 +599,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
         cbs.append(EMAWeightAveraging(decay=t["ema_decay"]))
     trainer = _trainer(run_dir, t, cbs, max_steps=t["max_steps"], max_epochs=t["max_epochs"],
                        accumulate_grad_batches=t["accumulate"], gradient_clip_val=t["grad_clip"],
-                       accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
+                       resume=ckpt is not None, accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
                        strategy=t["strategy"])
     trainer.fit(module, **loaders, ckpt_path=ckpt)
     return run_dir
