@@ -176,10 +176,59 @@ def cmd_visualize(args) -> int:
 
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import make_samples, run_demo
 
-    path = run_demo(args.out, device=args.device)
+    if args.make_samples:
+        if not args.model:
+            raise CLIError("--make-samples writes into a model directory: pass --model MODEL_DIR")
+        for p in make_samples(args.model, args.make_samples, seed=args.seed, device=args.device):
+            print(p)
+        return 0
+    path = run_demo(args.out, device=args.device, model_dir=args.model, seed=args.seed)
     print(f"demo sheet written to {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- experiments
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_sweep(args) -> int:
+    from .experiments import load_eval_set, parse_list, run_sweep, sweep_configs
+    from .model import resolve_device
+
+    model, model_dir = _load_model(args.model, args.device)
+    gammas = parse_list(args.gamma, str, "--gamma")
+    steps = parse_list(args.steps, int, "--steps")
+    stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]
+    temps = parse_list(args.temperature, float, "--temperature")
+    seeds = parse_list(args.seeds, int, "--seeds")
+    if None in seeds:
+        raise CLIError("--seeds: integers only")
+    configs = sweep_configs(model.sampler, gammas, steps, stops, temps)
+    if not configs:
+        raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
+    names, images01, known = load_eval_set(args.images, args.masks, model.image_size, args.limit, args.hole_value)
+    _log(f"sweep: {len(configs)} sampler settings x {len(seeds)} seeds on {len(names)} images")
+    rec = run_sweep(model, model_dir, images01, known, names, configs, seeds, args.out,
+                    batch_size=args.batch_size, device=resolve_device(args.device), log=_log)
+    out = Path(args.out)
+    print((out / "sweep.md").read_text())
+    print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}, {out / 'sweep.json'}")
+    return 0
+
+
+def cmd_fid_curve(args) -> int:
+    from .experiments import run_fid_curve
+    from .model import resolve_device
+
+    overrides = {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
+                                   ("choice_temperature", args.temperature)) if v is not None}
+    out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
+    run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
+                  limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log)
+    print(f"wrote {out / 'fid_curve.csv'}, {out / 'fid_curve.png'}, {out / 'fid_curve.json'}")
     return 0
 
 
@@ -321,8 +370,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("demo", help="inpaint the bundled samples with the default model and write a sheet")
     q.add_argument("--out", default="maskgit-demo", help="output folder (default: ./maskgit-demo)")
+    q.add_argument("--model", help="model directory with samples/ (default: the bundled model)")
+    q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="auto")
+    q.add_argument("--make-samples", type=int, metavar="N",
+                   help="instead: generate N sample images (all tokens masked) and masks into MODEL/samples")
     q.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser("sweep", help="FID over mask schedules, step counts, stop points and seeds")
+    q.add_argument("--model", help="model directory (default: the bundled model)")
+    q.add_argument("--images", required=True, help="folder of ground-truth images")
+    q.add_argument("--masks", required=True, help="folder of masks (255 = known, 0 = hole)")
+    q.add_argument("--out", required=True, help="folder for sweep.csv/.md/.png/.json")
+    q.add_argument("--gamma", default="linear,cosine,square,sqrt,sine_linear", help="comma-separated schedules")
+    q.add_argument("--steps", default="8", help="comma-separated T values")
+    q.add_argument("--sweet-spot", help="comma-separated stop points (default: run all T steps; "
+                                        "combinations with a stop point above T are skipped)")
+    q.add_argument("--temperature", default="4.5", help="comma-separated choice temperatures")
+    q.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (FID mean +- std over them)")
+    q.add_argument("--limit", type=int, help="use only the first N image/mask pairs")
+    q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
+    q.add_argument("--device", default="auto")
+    q.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("fid-curve", help="FID of every epoch checkpoint of a training run")
+    q.add_argument("run", help="run directory (transformer: inpainting FID; tokenizer: reconstruction FID)")
+    q.add_argument("--images", required=True, help="folder of ground-truth images")
+    q.add_argument("--masks", help="folder of masks (needed for a transformer run)")
+    q.add_argument("--out", help="output folder (default: RUN/fid_curve)")
+    add_sampler_args(q)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--limit", type=int, help="use only the first N images")
+    q.add_argument("--batch-size", type=int, default=64)
+    q.add_argument("--device", default="auto")
+    q.set_defaults(func=cmd_fid_curve)
 
     q = sub.add_parser("serve", help="web app: paint a hole and watch it fill")
     q.add_argument("--model", help="model directory (default: the bundled model)")
@@ -348,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     from .model import ModelDirError
 
     args = build_parser().parse_args(argv)
+    from . import experiments
+    experiments.set_command(["maskgit"] + (list(argv) if argv is not None else sys.argv[1:]))
     try:
         return int(args.func(args) or 0)
     except (CLIError, InputError, ModelDirError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:

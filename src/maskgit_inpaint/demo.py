@@ -1,14 +1,116 @@
-"""`maskgit demo`: inpaint the bundled samples with the default model and write a sheet."""
+"""`maskgit demo`: inpaint the bundled samples with the default model and write a sheet.
+
+The samples are images the model generated itself from an all-masked token grid (so they are
+free to redistribute, unlike the photos it was trained on), each paired with a seeded mask in
+`samples/masks/`. `make_samples` is how they were made.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 
-def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto") -> Path:
+SAMPLE_MASK_KINDS = ("random-walk", "rectangle", "brush", "random-walk", "outpaint", "random-walk", "brush",
+                     "rectangle")
+
+
+def make_samples(model_dir: str | Path, count: int = 8, seed: int = 0, steps: int = 12,
+                 device: str = "auto") -> list[Path]:
+    """Generate `count` images from nothing (every token masked) with the model in `model_dir`,
+    and one seeded mask per image; write them to `<model_dir>/samples/` and `samples/masks/`."""
+    from dataclasses import replace
+
+    from .images import save_png, to_uint8
+    from .masks import generate_masks
+    from .model import MaskGIT, resolve_device
+
+    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
+    size = model.image_size
+    blank = torch.zeros(count, 3, size, size)
+    nothing_known = torch.zeros(count, size, size, dtype=torch.bool)
+    sampler = replace(model.sampler, steps=steps, sweet_spot=None)
+    seeds = torch.arange(count) + 1000 * seed
+    res = model.inpaint(blank, nothing_known, sampler, seed=seeds, composite=False)
+    out = Path(model_dir) / "samples"
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    written = []
+    imgs = to_uint8(res.images)
+    for i in range(count):
+        kind = SAMPLE_MASK_KINDS[i % len(SAMPLE_MASK_KINDS)]
+        known = generate_masks(kind, 1, size, seed=seed * 100 + i)[0]
+        save_png(imgs[i], out / f"sample{i}.png")
+        save_png(np.where(known, 255, 0).astype(np.uint8), out / "masks" / f"sample{i}.png")
+        written += [out / f"sample{i}.png", out / "masks" / f"sample{i}.png"]
+    return written
+
+
+def load_samples(model_dir: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The bundled sample images and their masks, as (names, images01, known)."""
     from .cli import CLIError
-    from .model import has_default_model
+    from .images import list_images, read_image, read_mask, to_tensor
 
-    if not has_default_model():
-        raise CLIError("no default model is bundled yet: train one (`maskgit train-tokenizer`, `maskgit train`, "
-                       "`maskgit export`) and run `maskgit inpaint --model MODEL_DIR`")
-    raise CLIError("demo samples are not bundled yet")
+    folder = Path(model_dir) / "samples"
+    if not (folder / "masks").is_dir():
+        raise CLIError(f"{folder}: no samples with masks bundled with this model "
+                       "(make them with `maskgit demo --make-samples 8 --model MODEL_DIR`)")
+    images = [p for p in list_images(folder, "sample image") if p.parent == folder]
+    names, pics, masks = [], [], []
+    for p in images:
+        m = folder / "masks" / (p.stem + ".png")
+        if not m.is_file():
+            raise CLIError(f"{m}: the mask of sample {p.name} is missing")
+        names.append(p.stem)
+        pics.append(read_image(p))
+        masks.append(read_mask(m, pics[-1].shape[:2]))
+    return names, to_tensor(pics), torch.from_numpy(np.stack(masks))
+
+
+def demo_sheet(x: torch.Tensor, known: torch.Tensor, res, size: int, scale: int = 2) -> np.ndarray:
+    """One row per sample: the per-step strip (input with its hole, every decoding step with its
+    token mask above it, the output), rows stacked with a white gap; upscaled `scale` x."""
+    from .visualize import step_strip
+
+    strips = step_strip(x, known, res, size)                       # (B, h, w, 3)
+    b, h, w, _ = strips.shape
+    gap = 6
+    sheet = np.full((b * h + (b - 1) * gap, w, 3), 255, np.uint8)
+    for i in range(b):
+        sheet[i * (h + gap): i * (h + gap) + h] = strips[i]
+    return sheet.repeat(scale, 0).repeat(scale, 1)
+
+
+def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto", model_dir: str | Path | None = None,
+             seed: int = 0) -> Path:
+    """Inpaint the samples with the default model (or `model_dir`), write each output and
+    `sheet.png`, and return the sheet's path."""
+    import time
+
+    from .cli import CLIError
+    from .images import save_png, to_uint8
+    from .model import MaskGIT, default_model_dir, has_default_model, resolve_device
+    from .sampling import seed_for_name
+
+    if model_dir is None:
+        if not has_default_model():
+            raise CLIError("no default model is bundled with this installation; pass --model MODEL_DIR")
+        model_dir = default_model_dir()
+    model_dir = Path(model_dir)
+    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
+    names, x, known = load_samples(model_dir)
+    if x.shape[-1] != model.image_size:
+        raise CLIError(f"{model_dir / 'samples'}: samples are {x.shape[-1]}px, the model takes {model.image_size}px")
+    seeds = torch.tensor([seed_for_name(seed, n) for n in names])
+    t0 = time.perf_counter()
+    res = model.inpaint(x, known, seed=seeds, composite=True, return_steps=True)
+    seconds = time.perf_counter() - t0
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, img in zip(names, to_uint8(res.images)):
+        save_png(img, out / f"{name}.png")
+    sheet = out / "sheet.png"
+    save_png(demo_sheet(x, known, res, model.image_size), sheet)
+    s = model.sampler
+    print(f"inpainted {len(names)} samples in {seconds:.2f} s ({s.gamma} schedule, {s.stop} of {s.steps} steps, "
+          f"seed {seed}); rows: input with hole | each step (top: white = still masked, grey = generated) | output")
+    return sheet

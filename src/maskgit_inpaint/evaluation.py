@@ -473,7 +473,11 @@ def evaluate_folders(pred_dir, gt_dir, mask_dir=None, inception_path=None, devic
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `maskgit evaluate`."""
     parser.add_argument("--pred", metavar="DIR", help="folder of inpainted images")
-    parser.add_argument("--gt", metavar="DIR", required=True, help="folder of ground-truth images")
+    parser.add_argument("--gt", metavar="DIR", help="folder of ground-truth images")
+    parser.add_argument("--reconstruct", metavar="MODEL_DIR",
+                        help="instead of --pred: the tokenizer reconstruction FID of this model on --images")
+    parser.add_argument("--images", metavar="DIR", help="images to reconstruct (with --reconstruct)")
+    parser.add_argument("--limit", type=int, help="with --reconstruct: only the first N images")
     parser.add_argument("--masks", metavar="DIR",
                         help="folder of masks (grayscale PNG, 255 = known, 0 = hole) for the hole-only metrics")
     parser.add_argument("--json", metavar="OUT", help="write the metrics and inputs to this JSON file")
@@ -517,8 +521,13 @@ def _json_safe(v):
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """`maskgit evaluate`: print the metrics table, optionally write JSON; returns the exit code."""
+    if getattr(args, "reconstruct", None):
+        return run_reconstruct(args)
     if getattr(args, "pred", None) is None:
-        raise EvaluationInputError("--pred DIR is required (the folder of inpainted images)")
+        raise EvaluationInputError("--pred DIR is required (the folder of inpainted images), "
+                                   "or --reconstruct MODEL_DIR --images DIR")
+    if getattr(args, "gt", None) is None:
+        raise EvaluationInputError("--gt DIR is required (the folder of ground-truth images)")
     device = resolve_device(getattr(args, "device", "cpu"))
     pred, gt, masks, names, pairing = load_evaluation_folders(args.pred, args.gt, args.masks)
     inception_path = Path(args.inception) if args.inception else default_inception_path()
@@ -545,4 +554,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n")
         os.replace(tmp, out)
         print(f"wrote {out}")
+    return 0
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    """`maskgit evaluate --reconstruct MODEL_DIR --images DIR`: the tokenizer's reconstruction
+    metrics, the ceiling for any inpainting result of that model."""
+    from .experiments import load_images, reconstruction_metrics, record, write_json
+    from .model import MaskGIT
+
+    images_dir = args.images or args.gt
+    if not images_dir:
+        raise EvaluationInputError("--reconstruct needs --images DIR (the images to encode and decode)")
+    device = resolve_device(getattr(args, "device", "cpu"))
+    model = MaskGIT.from_dir(args.reconstruct, device=device, require_transformer=False)
+    names, images01 = load_images(images_dir, model.image_size, args.limit)
+    inception_path = Path(args.inception) if args.inception else default_inception_path()
+    inception = load_inception(inception_path, device)
+    metrics = reconstruction_metrics(model, images01, inception, device=device)
+    print(f"{metrics['count']} images reconstructed by {args.reconstruct} from {images_dir}")
+    print(format_table(metrics))
+    print(f"codebook: {metrics['codebook_used']}/{metrics['codebook_size']} codes used, "
+          f"perplexity {metrics['perplexity']:.1f}")
+    if args.json:
+        write_json(Path(args.json), record(args.reconstruct, model.config, None, metrics=metrics,
+                                           images=str(Path(images_dir).resolve()),
+                                           inception=str(Path(inception_path).resolve())))
+        print(f"wrote {args.json}")
     return 0

@@ -430,9 +430,10 @@ def _normalization(config: dict) -> dict:
 def _checkpoints(run_dir: Path, monitor: str, every_steps: int) -> list[Callback]:
     ck = run_dir / "checkpoints"
     return [
-        # one per epoch (kept: `maskgit fid-curve` evaluates each), plus the best by `monitor`
+        # one per epoch (kept: `maskgit fid-curve` evaluates each), plus the best by `monitor`;
+        # saved after validation when there is a val split, at the end of the epoch otherwise
         ModelCheckpoint(dirpath=ck, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
-                        save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=False),
+                        save_top_k=-1, every_n_epochs=1),
         ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
         # frequent `last.ckpt` so a killed run loses little (overwritten in place, never last-v1)
@@ -630,16 +631,16 @@ def load_checkpoint_state(path: Path) -> dict:
     return ckpt
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
-               dtype: torch.dtype | None = None) -> Path:
-    """Write a model directory from a run: tokenizer-only from a tokenizer run, the full model
-    (tokenizer included) from a transformer run."""
+def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: dict | None = None,
+                          tokenizer=None):
+    """A MaskGIT with a run's weights from one checkpoint: tokenizer-only for a tokenizer run,
+    the full model (the run's tokenizer included) for a transformer run. Returns (model, kind).
+    Pass `tokenizer` (a loaded MaskGIT) to skip re-reading the tokenizer for every checkpoint."""
     from .model import MaskGIT
 
     run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    ckpt_path = find_checkpoint(run_dir, which)
-    sd = load_checkpoint_state(ckpt_path)["state_dict"]
+    config = config or load_run_config(run_dir)
+    sd = load_checkpoint_state(Path(ckpt_path))["state_dict"]
     kind = config.get("kind")
     model_cfg = {"image_size": config["tokenizer"].get("image_size", 64),
                  "normalization": _normalization(config), "tokenizer": config["tokenizer"],
@@ -649,12 +650,21 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
     if kind == "tokenizer":
         model.tokenizer.load_state_dict({k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")})
     elif kind == "transformer":
-        tok = MaskGIT.from_dir(config["tokenizer_dir"], require_transformer=False)
+        tok = tokenizer or MaskGIT.from_dir(config["tokenizer_dir"], require_transformer=False)
         model.tokenizer.load_state_dict(tok.tokenizer.state_dict())
         model.transformer.load_state_dict(
             {k[len("transformer."):]: v for k, v in sd.items() if k.startswith("transformer.")})
     else:
         raise ValueError(f"{run_dir}/config.yaml: unknown run kind {kind!r}")
+    return model.eval(), kind
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
+               dtype: torch.dtype | None = None) -> Path:
+    """Write a model directory from a run: tokenizer-only from a tokenizer run, the full model
+    (tokenizer included) from a transformer run."""
+    ckpt_path = find_checkpoint(Path(run_dir), which)
+    model, kind = model_from_checkpoint(run_dir, ckpt_path)
     model.save(out_dir, dtype=dtype)
     print(f"exported {kind} from {ckpt_path} to {out_dir}", file=sys.stderr)
     return Path(out_dir)

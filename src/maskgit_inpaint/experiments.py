@@ -1,0 +1,386 @@
+"""Experiments behind the lab report's figures, each one command whose numbers can be trusted:
+
+- `sweep`: FID (raw decode and composite) over schedules x steps x stop points x temperatures x seeds;
+- `fid-curve`: FID of every epoch checkpoint of a training run (inpainting for a transformer run,
+  reconstruction for a tokenizer run);
+- `reconstruction_metrics`: the tokenizer's reconstruction FID, the ceiling for any inpainting result.
+
+Every result file records the command, the resolved config, a hash of the model and the seeds.
+Ground-truth Inception features are computed once per command and reused by every FID in it.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .evaluation import (evaluate_images, frechet_distance, inception_features, load_inception,
+                         default_inception_path)
+
+
+# ----------------------------------------------------------------------------- inputs
+def load_eval_set(images_dir, masks_dir, size: int, limit: int | None = None, hole_value: int = 0):
+    """(names, images01 (N,3,H,W) float, known (N,H,W) bool) for paired image/mask folders,
+    all checked before any work starts. `limit` keeps the first N pairs (sorted by name)."""
+    from .cli import load_inpaint_inputs
+    from .images import to_tensor
+
+    pairs, imgs, known = load_inpaint_inputs(images_dir, masks_dir, size, hole_value)
+    if limit:
+        pairs, imgs, known = pairs[:limit], imgs[:limit], known[:limit]
+    return [p.stem for p, _ in pairs], to_tensor(imgs), torch.from_numpy(np.ascontiguousarray(known))
+
+
+def load_images(images_dir, size: int, limit: int | None = None):
+    """(names, images01) of a folder, resized to the model's size."""
+    from .images import list_images, read_image, to_tensor
+
+    files = list_images(images_dir, "image")
+    if limit:
+        files = files[:limit]
+    return [f.stem for f in files], to_tensor([read_image(f, size) for f in files])
+
+
+def to_uint8(images01: torch.Tensor) -> torch.Tensor:
+    return (images01.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------- running the model
+def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[str], sampler, seed: int,
+                batch_size: int = 64) -> tuple[torch.Tensor, float]:
+    """Raw decoded outputs (N,3,H,W) in [0,1] and seconds per image. Per-image seeds come from
+    the file names exactly as in `maskgit inpaint`, so results match that command."""
+    from .sampling import seed_for_name
+
+    out = []
+    t0 = time.perf_counter()
+    for i in range(0, len(names), batch_size):
+        sl = slice(i, i + batch_size)
+        seeds = torch.tensor([seed_for_name(seed, n) for n in names[sl]])
+        res = model.inpaint(images01[sl], known[sl], sampler, seed=seeds, composite=False)
+        out.append(res.images.float().cpu())
+    dt = time.perf_counter() - t0
+    return torch.cat(out), dt / max(1, len(names))
+
+
+def composite(raw: torch.Tensor, images01: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    return torch.where(known[:, None], images01, raw)
+
+
+@torch.no_grad()
+def reconstruct_all(model, images01: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenizer round trip: (reconstructions in [0,1], token indices)."""
+    recs, toks = [], []
+    for i in range(0, len(images01), batch_size):
+        t = model.encode(images01[i:i + batch_size].to(model.device))
+        toks.append(t.cpu())
+        recs.append(model.decode(t).float().cpu())
+    return torch.cat(recs), torch.cat(toks)
+
+
+def codebook_stats(tokens: torch.Tensor, codebook_size: int) -> dict:
+    counts = torch.bincount(tokens.flatten().long(), minlength=codebook_size).double()
+    p = counts / counts.sum()
+    nz = p[p > 0]
+    return {"codebook_used": int((counts > 0).sum()), "codebook_size": int(codebook_size),
+            "perplexity": float(torch.exp(-(nz * nz.log()).sum()))}
+
+
+def reconstruction_metrics(model, images01: torch.Tensor, inception=None, batch_size: int = 64,
+                           device="cpu") -> dict:
+    """FID / PSNR / SSIM / L1 of the tokenizer's reconstructions against the originals, plus
+    codebook usage and perplexity on these images."""
+    rec, toks = reconstruct_all(model, images01, batch_size)
+    metrics = evaluate_images(to_uint8(rec), to_uint8(images01), None, inception, 50, device)
+    metrics.update(codebook_stats(toks, model.codebook_size))
+    return metrics
+
+
+# ----------------------------------------------------------------------------- records
+_COMMAND: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """Remember the command line a result came from (set by `cli.main`, which may be called
+    with an argv that is not `sys.argv`, e.g. from tests or another program)."""
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
+def record(model_dir=None, config: dict | None = None, seeds=None, **extra) -> dict:
+    """The provenance every result file carries."""
+    import torchmetrics
+
+    from . import __version__
+    from .model import model_hash
+
+    argv = _COMMAND if _COMMAND is not None else [Path(sys.argv[0]).name] + sys.argv[1:]
+    rec = {"command": " ".join(argv), "argv": list(argv), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "model_dir": str(Path(model_dir).resolve()) if model_dir else None,
+           "model_hash": model_hash(model_dir) if model_dir and Path(model_dir).is_dir() else None,
+           "config": config, "seeds": seeds,
+           "versions": {"maskgit_inpaint": __version__, "torch": torch.__version__,
+                        "torchmetrics": torchmetrics.__version__},
+           "threads": torch.get_num_threads()}
+    rec.update(extra)
+    return rec
+
+
+def _safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_safe(x) for x in v]
+    return v
+
+
+def write_json(path: Path, data: dict) -> Path:
+    from .checkpoints import atomic_write
+
+    text = json.dumps(_safe(data), indent=2, allow_nan=False) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    return Path(path)
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    from .checkpoints import atomic_write
+
+    def w(tmp):
+        with open(tmp, "w", newline="") as fh:
+            wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            wr.writeheader()
+            wr.writerows(rows)
+
+    atomic_write(Path(path), w)
+    return Path(path)
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    a = np.asarray(xs, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+# ----------------------------------------------------------------------------- sweep
+def sweep_configs(base, gammas, steps, sweet_spots, temperatures):
+    """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
+    `None` in sweet_spots means "run all T steps"."""
+    out = []
+    for g, t, s, c in itertools.product(gammas, steps, sweet_spots, temperatures):
+        if s is not None and s > t:
+            continue
+        cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c)
+        cfg.validate()
+        out.append(cfg)
+    return out
+
+
+def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir, inception=None,
+              batch_size: int = 64, device="cpu", log=print) -> dict:
+    """Inpaint the set once per (config, seed); FID of raw decodes and of composites against the
+    ground truth (its features computed once). Writes sweep.csv (one row per run),
+    sweep.md (mean +- std over seeds), sweep.png (bar chart) and sweep.json (everything)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inception = inception or load_inception(default_inception_path(), device)
+    gt_u8 = to_uint8(images01)
+    gt_f = inception_features(gt_u8, inception, 50, device)
+    mhash = record(model_dir)["model_hash"]
+    rows = []
+    for i, cfg in enumerate(configs):
+        for seed in seeds:
+            raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size)
+            comp = composite(raw, images01, known)
+            fid_raw = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
+            fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
+            rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
+                         "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
+                         "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
+                         "s_per_image": round(spi, 5), "images": len(names), "model_hash": mhash})
+            log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
+                f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image")
+    summary = summarize(rows)
+    write_csv(out_dir / "sweep.csv", rows)
+    rec = record(model_dir, model.config, list(seeds), images=len(names),
+                 sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
+    write_json(out_dir / "sweep.json", rec)
+    (out_dir / "sweep.md").write_text(markdown_table(summary, rec))
+    plot_sweep(summary, out_dir / "sweep.png", title=f"{len(names)} images, seeds {list(seeds)}")
+    return rec
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature")
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for k, rs in groups.items():
+        raw_m, raw_s = mean_std([r["fid_raw"] for r in rs])
+        comp_m, comp_s = mean_std([r["fid_composite"] for r in rs])
+        spi, _ = mean_std([r["s_per_image"] for r in rs])
+        out.append(dict(zip(keys, k)) | {"seeds": len(rs), "fid_raw_mean": raw_m, "fid_raw_std": raw_s,
+                                         "fid_composite_mean": comp_m, "fid_composite_std": comp_s,
+                                         "s_per_image": spi})
+    return out
+
+
+def markdown_table(summary: list[dict], rec: dict) -> str:
+    lines = [f"<!-- {rec['command']} -->",
+             f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}; FID mean +- std over seeds.",
+             "",
+             "| gamma | T | stop | choice temp | FID raw | FID composite | s/image |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in summary:
+        lines.append(f"| {r['gamma']} | {r['steps']} | {r['sweet_spot']} | {r['choice_temperature']:g} | "
+                     f"{r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
+                     f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | {r['s_per_image']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sweep(summary: list[dict], path: Path, title: str = "") -> Path:
+    """Grouped bars (raw, composite) per sampler setting with +-std error bars (Figures 4 and 9)."""
+    from .checkpoints import atomic_write
+
+    plt = _plt()
+    labels = [f"{r['gamma']}\nT={r['steps']} stop={r['sweet_spot']}" +
+              (f"\nc={r['choice_temperature']:g}" if len({s['choice_temperature'] for s in summary}) > 1 else "")
+              for r in summary]
+    x = np.arange(len(summary))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(summary) + 2), 4.2))
+    w = 0.4
+    ax.bar(x - w / 2, [r["fid_raw_mean"] for r in summary], w, yerr=[r["fid_raw_std"] for r in summary],
+           label="raw decode", capsize=3, color="#4c72b0")
+    ax.bar(x + w / 2, [r["fid_composite_mean"] for r in summary], w,
+           yerr=[r["fid_composite_std"] for r in summary], label="known pixels pasted back", capsize=3,
+           color="#dd8452")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- fid-curve
+def run_checkpoints(run_dir) -> list[Path]:
+    ck = Path(run_dir) / "checkpoints"
+    files = sorted(ck.glob("epoch*.ckpt"))
+    if not files:
+        raise FileNotFoundError(f"{ck}: no per-epoch checkpoints (epochNNNN.ckpt) to evaluate")
+    return files
+
+
+def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, sampler_overrides=None,
+                  limit: int | None = None, batch_size: int = 64, device="cpu", inception=None,
+                  log=print) -> dict:
+    """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
+    transformer run, reconstruction FID for a tokenizer run. Writes fid_curve.{csv,json,png}."""
+    from .model import MaskGIT
+    from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    kind = config.get("kind")
+    ckpts = run_checkpoints(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "fid_curve"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size = config["tokenizer"].get("image_size", 64)
+    if kind == "transformer":
+        if masks_dir is None:
+            raise ValueError(f"{run_dir} is a transformer run: pass --masks DIR to measure inpainting FID")
+        names, images01, known = load_eval_set(images_dir, masks_dir, size, limit)
+        tok = MaskGIT.from_dir(config["tokenizer_dir"], require_transformer=False)
+    else:
+        names, images01 = load_images(images_dir, size, limit)
+        known, tok = None, None
+    inception = inception or load_inception(default_inception_path(), device)
+    gt_f = inception_features(to_uint8(images01), inception, 50, device)
+    rows = []
+    sampler = None
+    for path in ckpts:
+        meta = load_checkpoint_state(path)
+        model, _ = model_from_checkpoint(run_dir, path, config, tokenizer=tok)
+        model = model.to(device)
+        row = {"checkpoint": path.name, "epoch": int(meta.get("epoch", -1)) + 1,
+               "step": int(meta.get("global_step", -1))}
+        if kind == "transformer":
+            sampler = replace(model.sampler, **(sampler_overrides or {}))
+            sampler.validate()
+            raw, spi = inpaint_all(model, images01, known, names, sampler, seed, batch_size)
+            row["fid_raw"] = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
+            comp = composite(raw, images01, known)
+            row["fid_composite"] = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
+            row["s_per_image"] = spi
+        else:
+            rec, toks = reconstruct_all(model, images01, batch_size)
+            row["fid_reconstruction"] = frechet_distance(inception_features(to_uint8(rec), inception, 50, device),
+                                                         gt_f)
+            row.update(codebook_stats(toks, model.codebook_size))
+        rows.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+        log(" ".join(f"{k}={v}" for k, v in rows[-1].items()))
+    write_csv(out_dir / "fid_curve.csv", rows)
+    rec = record(None, config, [seed], run_dir=str(run_dir.resolve()), kind=kind, images=len(names),
+                 sampler=asdict(sampler) if sampler else None, rows=rows)
+    write_json(out_dir / "fid_curve.json", rec)
+    plot_fid_curve(rows, out_dir / "fid_curve.png", kind, title=f"{run_dir.name}: {len(names)} images")
+    return rec
+
+
+def plot_fid_curve(rows: list[dict], path: Path, kind: str, title: str = "") -> Path:
+    """FID against epoch (the report's Figure 10)."""
+    from .checkpoints import atomic_write
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [r["epoch"] for r in rows]
+    keys = [("fid_raw", "raw decode"), ("fid_composite", "known pixels pasted back")] if kind == "transformer" \
+        else [("fid_reconstruction", "tokenizer reconstruction")]
+    for k, label in keys:
+        ax.plot(xs, [r[k] for r in rows], marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("FID")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- CLI glue
+def parse_list(text: str, cast, what: str) -> list:
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"{what}: empty list")
+    out = []
+    for t in items:
+        if cast is int and t.lower() in ("none", "all", "t"):
+            out.append(None)
+            continue
+        try:
+            out.append(cast(t))
+        except ValueError:
+            raise ValueError(f"{what}: {t!r} is not a valid {cast.__name__}") from None
+    return out

@@ -1,0 +1,205 @@
+"""Experiments end to end on a tiny random model: sweep, fid-curve, reconstruction FID.
+
+The pixels are noise; what is tested is that every combination runs, the numbers are the ones the
+standalone tools give, and every result file records its provenance."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from maskgit_inpaint.cli import main
+from maskgit_inpaint.config import merge, preset
+from maskgit_inpaint.evaluation import default_inception_path, frechet_distance, inception_features
+
+pytestmark = pytest.mark.skipif(default_inception_path() is None, reason="FID Inception weights not installed")
+
+N_IMAGES = 6
+
+
+@pytest.fixture(scope="module")
+def eval_set(tmp_path_factory, tools):
+    root = tmp_path_factory.mktemp("evalset")
+    rng = np.random.default_rng(3)
+    for i in range(N_IMAGES):
+        tools.write_png(tools.synthetic_image(rng), root / "images" / f"img{i}.png")
+        tools.write_mask(tools.synthetic_mask(rng), root / "masks" / f"img{i}.png")
+    return root / "images", root / "masks"
+
+
+@pytest.fixture(scope="module")
+def sweep_out(tmp_path_factory, tiny_model_dir, eval_set):
+    out = tmp_path_factory.mktemp("sweep")
+    images, masks = eval_set
+    rc = main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+               "--out", str(out), "--gamma", "linear,sine_linear", "--steps", "2,4", "--sweet-spot", "2,4",
+               "--seeds", "0,1", "--device", "cpu"])
+    assert rc == 0
+    return out
+
+
+def test_sweep_runs_every_valid_combination(sweep_out):
+    rows = list(csv.DictReader(open(sweep_out / "sweep.csv")))
+    # (T=2: stop 2), (T=4: stops 2 and 4); stop 4 > T=2 is skipped -> 3 settings x 2 schedules x 2 seeds
+    combos = {(r["gamma"], r["steps"], r["sweet_spot"]) for r in rows}
+    assert combos == {(g, t, s) for g in ("linear", "sine_linear") for t, s in (("2", "2"), ("4", "2"), ("4", "4"))}
+    assert len(rows) == 12
+    assert {r["seed"] for r in rows} == {"0", "1"}
+    for r in rows:
+        assert float(r["fid_raw"]) > 0 and float(r["fid_composite"]) >= 0 and float(r["s_per_image"]) > 0
+        # pasting the known pixels back can only bring the images closer to the ground truth here
+        assert float(r["fid_composite"]) < float(r["fid_raw"])
+
+
+def test_sweep_summary_is_mean_and_std_over_seeds(sweep_out):
+    rec = json.loads((sweep_out / "sweep.json").read_text())
+    rows = rec["runs"]
+    for s in rec["summary"]:
+        vals = [r["fid_raw"] for r in rows if (r["gamma"], r["steps"], r["sweet_spot"]) ==
+                (s["gamma"], s["steps"], s["sweet_spot"])]
+        assert s["seeds"] == 2
+        assert s["fid_raw_mean"] == pytest.approx(np.mean(vals))
+        assert s["fid_raw_std"] == pytest.approx(np.std(vals, ddof=1))
+    md = (sweep_out / "sweep.md").read_text()
+    assert md.count("| linear |") == 3 and md.count("| sine_linear |") == 3 and "+-" in md
+    assert (sweep_out / "sweep.png").stat().st_size > 1000
+
+
+def test_sweep_records_command_config_model_hash_and_seeds(sweep_out, tiny_model_dir):
+    from maskgit_inpaint.model import model_hash
+
+    rec = json.loads((sweep_out / "sweep.json").read_text())
+    assert rec["model_hash"] == model_hash(tiny_model_dir)
+    assert rec["seeds"] == [0, 1]
+    assert "sweep" in rec["command"]
+    assert rec["config"]["transformer"]["dim"] == preset("tiny")["transformer"]["dim"]
+    assert rec["model_hash"] in (sweep_out / "sweep.md").read_text()
+    assert all(r["model_hash"] == rec["model_hash"] for r in csv.DictReader(open(sweep_out / "sweep.csv")))
+
+
+def test_sweep_fid_equals_inpaint_then_evaluate(sweep_out, tiny_model_dir, eval_set, tmp_path):
+    """One sweep cell reproduces `maskgit inpaint --no-composite` followed by the FID of the outputs."""
+    images, masks = eval_set
+    out = tmp_path / "inpainted"
+    assert main(["inpaint", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(out), "--gamma", "linear", "--steps", "4", "--sweet-spot", "2", "--seed", "1",
+                 "--no-composite", "--device", "cpu"]) == 0
+    from maskgit_inpaint.evaluation import load_evaluation_folders
+
+    pred, gt, _, _, _ = load_evaluation_folders(out, images)
+    expected = frechet_distance(inception_features(pred), inception_features(gt))
+    row = next(r for r in csv.DictReader(open(sweep_out / "sweep.csv"))
+               if (r["gamma"], r["steps"], r["sweet_spot"], r["seed"]) == ("linear", "4", "2", "1"))
+    assert float(row["fid_raw"]) == pytest.approx(expected, abs=1e-3)
+
+
+def test_sweep_with_no_valid_combination_fails_clearly(tiny_model_dir, eval_set, tmp_path, capsys):
+    images, masks = eval_set
+    rc = main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+               "--out", str(tmp_path), "--steps", "2", "--sweet-spot", "3", "--seeds", "0", "--device", "cpu"])
+    assert rc == 2 and "no valid combination" in capsys.readouterr().err
+    rc = main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+               "--out", str(tmp_path), "--gamma", "nope", "--seeds", "0", "--device", "cpu"])
+    assert rc == 2 and "nope" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- reconstruction FID
+def test_evaluate_reconstruct_reports_fid_and_codebook(tiny_model_dir, eval_set, tmp_path, capsys):
+    from maskgit_inpaint.experiments import load_images, reconstruct_all, to_uint8
+    from maskgit_inpaint.model import MaskGIT, model_hash
+
+    images, _ = eval_set
+    js = tmp_path / "rec.json"
+    assert main(["evaluate", "--reconstruct", str(tiny_model_dir), "--images", str(images),
+                 "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    assert "codebook:" in text and "FID" in text
+    rec = json.loads(js.read_text())
+    m = rec["metrics"]
+    model = MaskGIT.from_dir(tiny_model_dir)
+    _, x = load_images(images, 64)
+    r, toks = reconstruct_all(model, x)
+    assert m["fid"] == pytest.approx(frechet_distance(inception_features(to_uint8(r)),
+                                                      inception_features(to_uint8(x))), abs=1e-3)
+    assert m["codebook_used"] == len(torch.unique(toks)) and m["codebook_size"] == model.codebook_size
+    assert rec["model_hash"] == model_hash(tiny_model_dir)
+
+
+def test_evaluate_without_pred_or_reconstruct_says_what_is_needed(tmp_path, capsys):
+    assert main(["evaluate", "--gt", str(tmp_path)]) == 2
+    assert "--reconstruct" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- fid-curve
+def _write_images(folder: Path, n: int, tools, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        tools.write_png(tools.synthetic_image(rng), folder / f"im{i:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_epoch_runs(tmp_path_factory, tools):
+    from maskgit_inpaint.training import export_run, train_tokenizer, train_transformer
+
+    root = tmp_path_factory.mktemp("curve")
+    data = _write_images(root / "data", 16, tools, seed=9)
+    common = {"precision": "32-true", "log_every": 1, "max_epochs": 2, "batch_size": 8}
+    tok_cfg = merge(preset("tiny"), {"data": {"train": str(data), "val_fraction": 0.0},
+                                     "tokenizer_training": common | {"gan_weight": 0}})
+    tok_run = train_tokenizer(tok_cfg, root / "tok_run", accelerator="cpu")
+    tok_dir = export_run(tok_run, root / "tok", which="last")
+    tf_cfg = merge(preset("tiny"), {"data": {"train": str(data), "val_fraction": 0.0},
+                                    "transformer_training": common | {"flip": False}})
+    tf_run = train_transformer(tf_cfg, root / "tf_run", tok_dir, accelerator="cpu")
+    return tok_run, tf_run
+
+
+def test_fid_curve_of_a_transformer_run(two_epoch_runs, eval_set, tmp_path):
+    from maskgit_inpaint.experiments import composite, inpaint_all, load_eval_set, to_uint8
+    from maskgit_inpaint.training import model_from_checkpoint
+
+    _, run = two_epoch_runs
+    images, masks = eval_set
+    out = tmp_path / "curve"
+    assert main(["fid-curve", str(run), "--images", str(images), "--masks", str(masks), "--out", str(out),
+                 "--steps", "3", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(out / "fid_curve.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and [r["checkpoint"] for r in rows] == [
+        "epoch0000.ckpt", "epoch0001.ckpt"]
+    # the second row is the FID of that checkpoint's model, computed independently
+    model, _ = model_from_checkpoint(run, run / "checkpoints" / "epoch0001.ckpt")
+    names, x, known = load_eval_set(images, masks, 64)
+    from dataclasses import replace
+
+    raw, _ = inpaint_all(model, x, known, names, replace(model.sampler, steps=3, sweet_spot=None), 0)
+    gt_f = inception_features(to_uint8(x))
+    assert float(rows[1]["fid_raw"]) == pytest.approx(frechet_distance(inception_features(to_uint8(raw)), gt_f),
+                                                      abs=1e-3)
+    comp = composite(raw, x, known)
+    assert float(rows[1]["fid_composite"]) == pytest.approx(
+        frechet_distance(inception_features(to_uint8(comp)), gt_f), abs=1e-3)
+    rec = json.loads((out / "fid_curve.json").read_text())
+    assert rec["kind"] == "transformer" and rec["seeds"] == [0] and rec["sampler"]["steps"] == 3
+    assert "fid-curve" in rec["command"] and rec["config"]["kind"] == "transformer"
+    assert (out / "fid_curve.png").stat().st_size > 1000
+
+
+def test_fid_curve_of_a_tokenizer_run_is_reconstruction_fid(two_epoch_runs, eval_set, tmp_path):
+    run, _ = two_epoch_runs
+    images, _ = eval_set
+    assert main(["fid-curve", str(run), "--images", str(images), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "fid_curve.csv")))
+    assert len(rows) == 2 and all(float(r["fid_reconstruction"]) > 0 for r in rows)
+    assert all(int(r["codebook_used"]) >= 1 for r in rows)
+
+
+def test_fid_curve_of_a_transformer_run_needs_masks(two_epoch_runs, eval_set, capsys):
+    _, run = two_epoch_runs
+    images, _ = eval_set
+    assert main(["fid-curve", str(run), "--images", str(images), "--device", "cpu"]) == 2
+    assert "--masks" in capsys.readouterr().err
