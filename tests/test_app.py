@@ -209,6 +209,7 @@ def _status(page) -> str:
 
 @pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # Gradio's own pandas deprecations
 def test_browser_upload_paint_inpaint(tiny_model_dir, tmp_path):
+    """With the bundled default model when there is one (the app users get), else a tiny one."""
     from browser_helpers import chromium_page, free_port, require_browser
 
     require_browser()
@@ -224,7 +225,10 @@ def test_browser_upload_paint_inpaint(tiny_model_dir, tmp_path):
     not_image.write_text("hello, I am not an image")
 
     port = free_port()
-    demo = serve(tiny_model_dir, port=port, device="cpu", block=False, quiet=True)
+    from maskgit_inpaint.model import default_model_dir, has_default_model
+
+    model_dir = default_model_dir() if has_default_model() else tiny_model_dir
+    demo = serve(model_dir, port=port, device="cpu", block=False, quiet=True)
     try:
         with chromium_page(tmp_path / "profile") as (page, external):
             page.goto(f"http://127.0.0.1:{port}/", wait_until="load", timeout=60_000)

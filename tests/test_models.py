@@ -344,3 +344,19 @@ def test_load_strict_lists_every_problem(tiny):
     msg = str(e.value)
     for s in ("somewhere.safetensors", "ln_f.weight", "head.bias", "extra.weight", "pos_emb", "(255, 32)"):
         assert s in msg
+
+
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    """Files written through a temporary name get what open() would give them, not mkstemp's 0600
+    (shipped weights and user outputs must be readable by others when the umask allows it)."""
+    import os
+
+    from maskgit_inpaint.checkpoints import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert list(tmp_path.iterdir()) == [tmp_path / "a.txt"]
