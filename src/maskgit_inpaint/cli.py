@@ -424,12 +424,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _setup_logging() -> None:
+    """The package's progress messages (token cache, skipped files, ...) go to stderr."""
+    import logging
+
+    class ToStderr(logging.Handler):
+        # the stderr of the moment (not the one at set-up), so redirections and captures see it
+        def emit(self, record):
+            print(self.format(record), file=sys.stderr, flush=True)
+
+    log = logging.getLogger("maskgit_inpaint")
+    if not any(type(h).__name__ == "ToStderr" for h in log.handlers):
+        h = ToStderr()
+        h.setFormatter(logging.Formatter("maskgit: %(message)s"))
+        log.addHandler(h)
+        log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .checkpoints import WeightsError
     from .images import InputError
     from .model import ModelDirError
 
     args = build_parser().parse_args(argv)
+    _setup_logging()
     from . import experiments
     experiments.set_command(["maskgit"] + (list(argv) if argv is not None else sys.argv[1:]))
     try:

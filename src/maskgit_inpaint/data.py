@@ -150,6 +150,11 @@ def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int,
             log.info("token cache %s is stale (tokenizer or data changed): rebuilding", cache_path)
         except Exception as e:  # a damaged cache is rebuilt, never trusted
             log.warning("token cache %s unreadable (%s): rebuilding", cache_path, e)
+    import time
+
+    t0 = time.perf_counter()
+    log.info("encoding %d images%s into the token cache %s (once; reused until the tokenizer or data change)",
+             len(files), " and their mirror images" if flip else "", cache_path)
     images, _ = load_folder(files, size)
     toks = [encode_tokens(tokenizer, images, mean, std, device=device)]
     if flip:
@@ -158,4 +163,5 @@ def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int,
     if int(tokens.max()) >= 2 ** 16:
         raise ValueError("codebook too large for a uint16 token cache")
     atomic_write(cache_path, lambda tmp: save_file({"tokens": tokens.to(torch.uint16)}, tmp, metadata={"key": key}))
+    log.info("token cache: %d token grids in %.0f s", len(tokens), time.perf_counter() - t0)
     return tokens
