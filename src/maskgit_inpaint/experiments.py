@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluation import (evaluate_images, frechet_distance, inception_features, load_inception,
+from .evaluation import (_json_safe, evaluate_images, frechet_distance, inception_features, load_inception,
                          default_inception_path)
 
 
@@ -135,20 +134,10 @@ def record(model_dir=None, config: dict | None = None, seeds=None, **extra) -> d
     return rec
 
 
-def _safe(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_safe(x) for x in v]
-    return v
-
-
 def write_json(path: Path, data: dict) -> Path:
     from .checkpoints import atomic_write
 
-    text = json.dumps(_safe(data), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
     return Path(path)
 
