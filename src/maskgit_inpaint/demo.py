@@ -45,25 +45,17 @@ def make_samples(model_dir: str | Path, count: int = 8, seed: int = 0, steps: in
     return written
 
 
-def load_samples(model_dir: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """The bundled sample images and their masks, as (names, images01, known)."""
+def load_samples(model_dir: Path, size: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The bundled sample images and their masks, as (names, images01, known), read and paired
+    (by stem) with the same checks as `maskgit inpaint`."""
     from .cli import CLIError
-    from .images import list_images, read_image, read_mask, to_tensor
+    from .experiments import load_eval_set
 
     folder = Path(model_dir) / "samples"
     if not (folder / "masks").is_dir():
         raise CLIError(f"{folder}: no samples with masks bundled with this model "
                        "(make them with `maskgit demo --make-samples 8 --model MODEL_DIR`)")
-    images = [p for p in list_images(folder, "sample image") if p.parent == folder]
-    names, pics, masks = [], [], []
-    for p in images:
-        m = folder / "masks" / (p.stem + ".png")
-        if not m.is_file():
-            raise CLIError(f"{m}: the mask of sample {p.name} is missing")
-        names.append(p.stem)
-        pics.append(read_image(p))
-        masks.append(read_mask(m, pics[-1].shape[:2]))
-    return names, to_tensor(pics), torch.from_numpy(np.stack(masks))
+    return load_eval_set(folder, folder / "masks", size)
 
 
 def demo_sheet(x: torch.Tensor, known: torch.Tensor, res, size: int, scale: int = 2) -> np.ndarray:
@@ -97,9 +89,7 @@ def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto", model_d
         model_dir = default_model_dir()
     model_dir = Path(model_dir)
     model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
-    names, x, known = load_samples(model_dir)
-    if x.shape[-1] != model.image_size:
-        raise CLIError(f"{model_dir / 'samples'}: samples are {x.shape[-1]}px, the model takes {model.image_size}px")
+    names, x, known = load_samples(model_dir, model.image_size)
     seeds = torch.tensor([seed_for_name(seed, n) for n in names])
     t0 = time.perf_counter()
     res = model.inpaint(x, known, seed=seeds, composite=True, return_steps=True)
