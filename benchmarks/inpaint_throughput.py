@@ -5,7 +5,11 @@
 (a) seed style: one image at a time, fp32, the tokenizer decodes the image after every step,
     a Python loop per image, global RNG (as in the lab's reference implementation);
 (b) ours: `MaskGIT.inpaint` batched, one decode at the end, SDPA attention, no host sync in
-    the step loop, bf16 autocast on GPU, optional torch.compile.
+    the step loop, the transformer in bf16 on GPU (`--precision auto`), optional torch.compile.
+On CPU it also times ours with the transformer in bf16 (`--precision bf16` of the CLI) and, with
+--int8, with its linear layers dynamically quantised to int8; each reports the top-1 agreement of
+its logits with fp32 on the masked positions of the same inputs (one forward pass; meaningful
+with trained weights, --model).
 Prints one JSON line. Weights are random unless --model is given: speed does not depend on them.
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 
 from maskgit_inpaint.config import preset
 from maskgit_inpaint.masks import generate_masks, pixel_to_token_mask
-from maskgit_inpaint.model import MaskGIT
+from maskgit_inpaint.model import MaskGIT, resolve_precision
 from maskgit_inpaint.sampling import SamplerConfig
 from maskgit_inpaint.schedules import gamma as gamma_fn
 
@@ -80,6 +84,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the transformer (ours)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--int8", action="store_true", help="also time int8 dynamic quantisation (CPU)")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -100,19 +105,50 @@ def main():
     if a.compile:
         model.transformer = torch.compile(model.transformer, dynamic=False)
 
-    def ours():
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=gpu):
-            for i in range(0, n, bs):
-                model.inpaint(images[i:i + bs], known[i:i + bs], cfg, seed=i)
+    def ours(precision="auto"):
+        for i in range(0, n, bs):
+            model.inpaint(images[i:i + bs], known[i:i + bs], cfg, seed=i, precision=precision)
 
     t_ours = timed(ours, 1 if not gpu else 3, sync) / n
+    extra = {"ours_precision": resolve_precision("auto", dev)}
+    if not gpu:
+        V = model.codebook_size
+        x = model.encode(images[:bs])
+        x = torch.where(torch.rand(x.shape, generator=g) < 0.5, torch.full_like(x, V), x)
+        with torch.no_grad():
+            ref = model.transformer(x)[..., :V].argmax(-1)
+
+        def agreement(fn):
+            with torch.no_grad():
+                return round(float((fn(x)[..., :V].argmax(-1) == ref)[x == V].float().mean()), 4)
+
+        t_bf16 = timed(lambda: ours("bf16"), 1, sync) / n
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            extra["bf16_top1_agreement"] = agreement(model.transformer)
+        extra.update(ours_bf16_images_per_s=round(1 / t_bf16, 3), ours_bf16_ms_per_image=round(1000 * t_bf16, 2),
+                     speedup_bf16=round(t_seed / t_bf16, 2))
+        if a.int8:
+            import copy
+            import warnings
+
+            fp32 = model.transformer
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+                model.transformer = torch.ao.quantization.quantize_dynamic(
+                    copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
+            t_int8 = timed(lambda: ours("fp32"), 1, sync) / n
+            extra["int8_top1_agreement"] = agreement(model.transformer)
+            model.transformer = fp32
+            extra.update(ours_int8_images_per_s=round(1 / t_int8, 3), ours_int8_ms_per_image=round(1000 * t_int8, 2),
+                         speedup_int8=round(t_seed / t_int8, 2))
+
     print(json.dumps({
         "preset": a.model or a.preset, "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if gpu
         else platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "steps": a.steps,
         "gamma": a.gamma, "images_seed": n_seed, "images_ours": n, "batch_size": bs, "compile": a.compile,
         "seed_style_images_per_s": round(1 / t_seed, 3), "seed_style_ms_per_image": round(1000 * t_seed, 2),
         "ours_images_per_s": round(1 / t_ours, 3), "ours_ms_per_image": round(1000 * t_ours, 2),
-        "speedup": round(t_seed / t_ours, 2), "torch": torch.__version__}))
+        "speedup": round(t_seed / t_ours, 2), **extra, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

@@ -311,3 +311,16 @@ def test_non_positive_batch_size_is_rejected(tools, tiny_model_dir, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "batch" in err.lower()
     assert all_files(tmp_path / "out") == []
+
+
+def test_precision_flag(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:2])
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "bf16", "--precision", "bf16") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "fp32", "--precision", "fp32") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "auto") == 0
+    a, b, c = (read_outputs(tmp_path / d) for d in ("bf16", "fp32", "auto"))
+    assert a.keys() == b.keys() == set(STEMS[:2])
+    assert all(np.array_equal(b[k], c[k]) for k in b)  # auto is fp32 on CPU
+    with pytest.raises(SystemExit):
+        inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "x", "--precision", "fp16")
+    assert "fp16" in capsys.readouterr().err

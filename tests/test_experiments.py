@@ -79,6 +79,9 @@ def test_sweep_records_command_config_model_hash_and_seeds(sweep_out, tiny_model
     assert rec["config"]["transformer"]["dim"] == preset("tiny")["transformer"]["dim"]
     assert rec["model_hash"] in (sweep_out / "sweep.md").read_text()
     assert all(r["model_hash"] == rec["model_hash"] for r in csv.DictReader(open(sweep_out / "sweep.csv")))
+    # --precision auto on CPU is fp32, and every result says so
+    assert rec["precision"] == "fp32" and all(r["precision"] == "fp32" for r in rec["runs"])
+    assert "fp32" in (sweep_out / "sweep.md").read_text()
 
 
 def test_sweep_fid_equals_inpaint_then_evaluate(sweep_out, tiny_model_dir, eval_set, tmp_path):

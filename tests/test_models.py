@@ -360,3 +360,52 @@ def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert list(tmp_path.iterdir()) == [tmp_path / "a.txt"]
+
+
+# ----------------------------------------------------------------------------- inference precision
+def test_resolve_precision():
+    from maskgit_inpaint.model import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        resolve_precision("fp16", "cpu")
+
+
+def _autocast_spy(module, seen: list):
+    return module.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+
+
+@pytest.mark.parametrize("precision,transformer_autocast", [("bf16", True), ("fp32", False), ("auto", False)])
+def test_precision_applies_to_the_transformer_only(tiny, precision, transformer_autocast):
+    x, known = images(2), hole_mask(2)
+    cfg = SamplerConfig(steps=4)
+    seen_t, seen_tok = [], []
+    hooks = [_autocast_spy(tiny.transformer, seen_t), _autocast_spy(tiny.tokenizer, seen_tok)]
+    try:
+        out = tiny.inpaint(x, known, cfg, seed=1, precision=precision)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen_t == [transformer_autocast] * 4
+    assert not any(seen_tok)  # encode and decode stay in fp32
+    ref = tiny.inpaint(x, known, cfg, seed=1)  # model default: auto = fp32 on CPU
+    # the known tokens and pixels never depend on the precision
+    assert torch.equal(out.tokens[~out.unknown], ref.tokens[~ref.unknown])
+    k = known[:, None].expand_as(x)
+    assert torch.equal(out.images[k], x[k])
+    assert out.images.dtype == torch.float32 and (out.tokens[out.unknown] < tiny.codebook_size).all()
+    if not transformer_autocast:
+        assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.images, ref.images)
+
+
+def test_model_precision_attribute_is_the_default(tiny):
+    seen = []
+    h = _autocast_spy(tiny.transformer, seen)
+    try:
+        tiny.precision = "bf16"
+        tiny.inpaint(images(1), hole_mask(1), SamplerConfig(steps=2), seed=0)
+    finally:
+        tiny.precision = "auto"
+        h.remove()
+    assert seen == [True, True]

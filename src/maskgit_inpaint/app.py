@@ -349,7 +349,7 @@ def find_samples(model_dir: str | Path | None = None) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------- the app
-def load_model(model_dir: str | Path | None = None, device: str = "auto"):
+def load_model(model_dir: str | Path | None = None, device: str = "auto", precision: str = "auto"):
     from .model import MaskGIT, ModelDirError, default_model_dir, has_default_model, resolve_device
 
     if model_dir is None:
@@ -357,7 +357,9 @@ def load_model(model_dir: str | Path | None = None, device: str = "auto"):
             raise ModelDirError("no default model is bundled with this installation yet; pass a model directory "
                                 "(`maskgit serve --model MODEL_DIR`)")
         model_dir = default_model_dir()
-    return MaskGIT.from_dir(model_dir, device=resolve_device(device)), Path(model_dir)
+    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
+    model.precision = precision
+    return model, Path(model_dir)
 
 
 def _gradio():
@@ -376,7 +378,7 @@ def _theme():
                              font_mono=["ui-monospace", "Consolas", "monospace"])
 
 
-def build_app(model_dir: str | Path | None = None, device: str = "auto", model=None):
+def build_app(model_dir: str | Path | None = None, device: str = "auto", model=None, precision: str = "auto"):
     """The Gradio page. The model is loaded once, here (or passed in as `model`)."""
     gr = _gradio()
 
@@ -384,7 +386,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
     from .schedules import SCHEDULES
 
     if model is None:
-        model, model_dir = load_model(model_dir, device)
+        model, model_dir = load_model(model_dir, device, precision)
     size = model.image_size
     scale = display_scale(size)
     samples = find_samples(model_dir)
@@ -518,13 +520,13 @@ def launch_kwargs(host: str = "127.0.0.1", port: int = 7860) -> dict:
 
 
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860, *,
-          device: str = "auto", block: bool = True, quiet: bool = False):
+          device: str = "auto", block: bool = True, quiet: bool = False, precision: str = "auto"):
     """Load the model once and serve the app until Ctrl+C. With `block=False` it returns the
     running `gr.Blocks` at once (stop it with `.close()`), as the tests do."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         warnings.warn(f"serving on {host}: the app is reachable from other machines and has no login",
                       stacklevel=2)
-    demo = build_app(model_dir, device=device)
+    demo = build_app(model_dir, device=device, precision=precision)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(host, port))
     if not quiet:
         print(f"MaskGIT inpainting app on {demo.local_url} (Ctrl+C to stop)", flush=True)

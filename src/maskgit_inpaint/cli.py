@@ -16,14 +16,24 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _load_model(model_dir: str | None, device: str):
+def _load_model(model_dir: str | None, device: str, precision: str = "auto"):
     from .model import MaskGIT, default_model_dir, has_default_model, resolve_device
 
     if model_dir is None:
         if not has_default_model():
             raise CLIError("no default model is bundled with this installation yet; pass --model MODEL_DIR")
         model_dir = default_model_dir()
-    return MaskGIT.from_dir(model_dir, device=resolve_device(device)), Path(model_dir)
+    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
+    model.precision = precision
+    return model, Path(model_dir)
+
+
+def add_precision_arg(p: argparse.ArgumentParser) -> None:
+    from .model import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="of the transformer: auto = bf16 on a GPU, fp32 on CPU; bf16 on a CPU with "
+                        "AVX-512 BF16 is about 1.6x faster (tokens then differ slightly from fp32)")
 
 
 def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = True) -> None:
@@ -36,6 +46,7 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
     g.add_argument("--temperature", type=float, help="choice temperature: Gumbel noise on confidences")
     g.add_argument("--sample-temperature", type=float,
                    help="sampling temperature of the predicted tokens (0 = argmax)")
+    add_precision_arg(g)
 
 
 def sampler_from_args(model, args):
@@ -87,7 +98,7 @@ def cmd_inpaint(args) -> int:
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model, model_dir = _load_model(args.model, args.device)
+    model, model_dir = _load_model(args.model, args.device, args.precision)
     sampler = sampler_from_args(model, args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -147,7 +158,7 @@ def cmd_visualize(args) -> int:
     from .images import save_png, to_tensor
     from .visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
 
-    model, _ = _load_model(args.model, args.device)
+    model, _ = _load_model(args.model, args.device, args.precision)
     sampler = sampler_from_args(model, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +195,7 @@ def cmd_demo(args) -> int:
         for p in make_samples(args.model, args.make_samples, seed=args.seed, device=args.device):
             print(p)
         return 0
-    path = run_demo(args.out, device=args.device, model_dir=args.model, seed=args.seed)
+    path = run_demo(args.out, device=args.device, model_dir=args.model, seed=args.seed, precision=args.precision)
     print(f"demo sheet written to {path}")
     return 0
 
@@ -198,7 +209,7 @@ def cmd_sweep(args) -> int:
     from .experiments import load_eval_set, parse_list, run_sweep, sweep_configs
     from .model import resolve_device
 
-    model, model_dir = _load_model(args.model, args.device)
+    model, model_dir = _load_model(args.model, args.device, args.precision)
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]
@@ -227,7 +238,8 @@ def cmd_fid_curve(args) -> int:
                                    ("choice_temperature", args.temperature)) if v is not None}
     out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
     run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
-                  limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log)
+                  limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log,
+                  precision=args.precision)
     print(f"wrote {out / 'fid_curve.csv'}, {out / 'fid_curve.png'}, {out / 'fid_curve.json'}")
     return 0
 
@@ -238,7 +250,7 @@ def cmd_serve(args) -> int:
         from .app import serve
     except ImportError as e:
         raise CLIError(f"the web app needs Gradio: pip install 'maskgit-inpaint[app]' ({e})") from None
-    serve(args.model, host=args.host, port=args.port, device=args.device)
+    serve(args.model, host=args.host, port=args.port, device=args.device, precision=args.precision)
     return 0
 
 
@@ -375,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto")
     q.add_argument("--make-samples", type=int, metavar="N",
                    help="instead: generate N sample images (all tokens masked) and masks into MODEL/samples")
+    add_precision_arg(q)
     q.set_defaults(func=cmd_demo)
 
     q = sub.add_parser("sweep", help="FID over mask schedules, step counts, stop points and seeds")
@@ -392,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
     q.add_argument("--device", default="auto")
+    add_precision_arg(q)
     q.set_defaults(func=cmd_sweep)
 
     q = sub.add_parser("fid-curve", help="FID of every epoch checkpoint of a training run")
@@ -411,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     q.add_argument("--port", type=int, default=7860)
     q.add_argument("--device", default="auto")
+    add_precision_arg(q)
     q.set_defaults(func=cmd_serve)
 
     try:

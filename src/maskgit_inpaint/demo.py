@@ -73,7 +73,7 @@ def demo_sheet(x: torch.Tensor, known: torch.Tensor, res, size: int, scale: int 
 
 
 def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto", model_dir: str | Path | None = None,
-             seed: int = 0) -> Path:
+             seed: int = 0, precision: str = "auto") -> Path:
     """Inpaint the samples with the default model (or `model_dir`), write each output and
     `sheet.png`, and return the sheet's path."""
     import time
@@ -89,6 +89,7 @@ def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto", model_d
         model_dir = default_model_dir()
     model_dir = Path(model_dir)
     model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
+    model.precision = precision
     names, x, known = load_samples(model_dir, model.image_size)
     seeds = torch.tensor([seed_for_name(seed, n) for n in names])
     t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .model import resolve_precision
 from .evaluation import (_json_safe, evaluate_images, frechet_distance, inception_features, load_inception,
                          default_inception_path)
 
@@ -185,6 +186,7 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
     gt_u8 = to_uint8(images01)
     gt_f = inception_features(gt_u8, inception, 50, device)
     mhash = record(model_dir)["model_hash"]
+    precision = resolve_precision(model.precision, model.device)
     rows = []
     for i, cfg in enumerate(configs):
         for seed in seeds:
@@ -195,12 +197,13 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
             rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
                          "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
-                         "s_per_image": round(spi, 5), "images": len(names), "model_hash": mhash})
+                         "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
+                         "model_hash": mhash})
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image")
     summary = summarize(rows)
     write_csv(out_dir / "sweep.csv", rows)
-    rec = record(model_dir, model.config, list(seeds), images=len(names),
+    rec = record(model_dir, model.config, list(seeds), images=len(names), precision=precision,
                  sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
     write_json(out_dir / "sweep.json", rec)
     (out_dir / "sweep.md").write_text(markdown_table(summary, rec))
@@ -226,7 +229,8 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def markdown_table(summary: list[dict], rec: dict) -> str:
     lines = [f"<!-- {rec['command']} -->",
-             f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}; FID mean +- std over seeds.",
+             f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}, "
+             f"transformer in {rec.get('precision', 'fp32')}; FID mean +- std over seeds.",
              "",
              "| gamma | T | stop | choice temp | FID raw | FID composite | s/image |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -283,7 +287,7 @@ def run_checkpoints(run_dir) -> list[Path]:
 
 def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, sampler_overrides=None,
                   limit: int | None = None, batch_size: int = 64, device="cpu", inception=None,
-                  log=print) -> dict:
+                  log=print, precision: str = "auto") -> dict:
     """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
     transformer run, reconstruction FID for a tokenizer run. Writes fid_curve.{csv,json,png}."""
     from .model import MaskGIT
@@ -312,6 +316,7 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
         meta = load_checkpoint_state(path)
         model, _ = model_from_checkpoint(run_dir, path, config, tokenizer=tok)
         model = model.to(device)
+        model.precision = precision
         row = {"checkpoint": path.name, "epoch": int(meta.get("epoch", -1)) + 1,
                "step": int(meta.get("global_step", -1))}
         if kind == "transformer":
@@ -331,6 +336,7 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
         log(" ".join(f"{k}={v}" for k, v in rows[-1].items()))
     write_csv(out_dir / "fid_curve.csv", rows)
     rec = record(None, config, [seed], run_dir=str(run_dir.resolve()), kind=kind, images=len(names),
+                 precision=resolve_precision(precision, device),
                  sampler=asdict(sampler) if sampler else None, rows=rows)
     write_json(out_dir / "fid_curve.json", rec)
     plot_fid_curve(rows, out_dir / "fid_curve.png", kind, title=f"{run_dir.name}: {len(names)} images")
