@@ -757,3 +757,77 @@ def test_cli_train_export_inpaint_end_to_end(tmp_path, tools, capsys):
         with Image.open(tmp_path / "masks" / f"p{i}.png") as mk:
             known = np.asarray(mk.convert("L")) >= 128
         np.testing.assert_array_equal(res[known], src[known])  # known pixels composited back
+
+
+# ============================================================================= --init (warm start)
+class _CaptureFit:
+    """Stands in for the Lightning trainer: records the module's weights when fit() starts."""
+
+    def __init__(self, store: dict):
+        self.store = store
+
+    def fit(self, module, **kwargs):
+        self.store["state"] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _full_model_dir(root: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    return MaskGIT(preset("tiny")).save(root)
+
+
+def test_tokenizer_init_starts_from_the_model_dirs_weights_and_architecture(tmp_path, tok_images, monkeypatch):
+    init_cfg = preset("tiny")
+    init_cfg["transformer"] = None
+    init_cfg["tokenizer"]["latent_dim"] = 24  # differs from the tiny preset the run is configured with
+    torch.manual_seed(3)
+    init = MaskGIT(init_cfg).save(tmp_path / "init")
+    store = {}
+    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit(store))
+    run = train_tokenizer(_t1_config(tok_images), tmp_path / "run", accelerator="cpu", init=init)
+    cfg = load_run_config(run)
+    assert cfg["tokenizer"]["latent_dim"] == 24
+    assert cfg["init"]["model_dir"] == str(init.resolve()) and len(cfg["init"]["model_hash"]) == 16
+    want = MaskGIT.from_dir(init, require_transformer=False).tokenizer.state_dict()
+    for k, v in want.items():
+        assert torch.equal(store["state"]["vqgan." + k], v), k
+
+
+def test_transformer_init_takes_weights_and_the_init_models_tokenizer(tmp_path, images32, monkeypatch):
+    init = _full_model_dir(tmp_path / "init", seed=4)
+    store = {}
+    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit(store))
+    cfg = _t2_config(images32, batch_size=8, max_steps=2)
+    cfg["transformer"]["dropout"] = 0.25
+    run = train_transformer(cfg, tmp_path / "run", None, accelerator="cpu", init=init)
+    saved = load_run_config(run)
+    assert saved["tokenizer_dir"] == str(init.resolve())
+    assert saved["transformer"]["dropout"] == 0.25  # no parameters: stays as configured
+    want = MaskGIT.from_dir(init).transformer.state_dict()
+    for k, v in want.items():
+        assert torch.equal(store["state"]["transformer." + k], v), k
+
+
+def test_train_init_runs_end_to_end_from_the_command_line(tmp_path, images32):
+    init = _full_model_dir(tmp_path / "init", seed=5)
+    rc = main(["train", "--init", str(init), "--data", str(images32), "--out", str(tmp_path / "run"),
+               "--max-steps", "2", "--batch-size", "8", "--accelerator", "cpu",
+               "--set", "transformer_training.precision=32-true"])
+    assert rc == 0
+    assert _ckpt(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 2
+    assert load_run_config(tmp_path / "run")["init"]["model_dir"] == str(init.resolve())
+
+
+@pytest.mark.parametrize("command", ["train-tokenizer", "train"])
+def test_init_with_resume_is_refused(command, tmp_path, images32, capsys):
+    init = _full_model_dir(tmp_path / "init", seed=6)
+    rc = main([command, "--init", str(init), "--resume", "--data", str(images32), "--out", str(tmp_path / "run"),
+               "--accelerator", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--init" in err and "--resume" in err, err
+
+
+def test_train_init_from_a_tokenizer_only_dir_fails_clearly(tmp_path, images32, tok_dir, capsys):
+    rc = main(["train", "--init", str(tok_dir), "--data", str(images32), "--out", str(tmp_path / "run"),
+               "--accelerator", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(tok_dir) in err and "only a tokenizer" in err, err

@@ -275,7 +275,7 @@ def cmd_train_tokenizer(args) -> int:
     from .training import train_tokenizer
 
     run = train_tokenizer(_train_config(args, "tokenizer"), args.out, resume=args.resume,
-                          accelerator=args.accelerator)
+                          accelerator=args.accelerator, init=args.init)
     print(f"tokenizer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
     return 0
 
@@ -284,7 +284,7 @@ def cmd_train(args) -> int:
     from .training import train_transformer
 
     run = train_transformer(_train_config(args, "transformer"), args.out, args.tokenizer, resume=args.resume,
-                            accelerator=args.accelerator)
+                            accelerator=args.accelerator, init=args.init)
     print(f"transformer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
     return 0
 
@@ -310,6 +310,9 @@ def _add_train_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--max-epochs", type=int)
     q.add_argument("--batch-size", type=int)
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    q.add_argument("--init", metavar="MODEL_DIR",
+                   help="start a new run from the weights (and architecture) of a model directory, e.g. "
+                        "the bundled default; optimiser and LR schedule start afresh")
     q.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (Lightning)")
 
 

@@ -506,12 +506,38 @@ def _resumed_config(run_dir: Path, config: dict, section: str) -> dict:
     return merge(load_run_config(run_dir), {section: config.get(section) or {}})
 
 
-def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, accelerator: str = "auto") -> Path:
+def _check_init_resume(init, resume: bool) -> None:
+    if init is not None and resume:
+        raise ValueError("--init starts a new run from a model directory's weights and --resume continues "
+                         "a run: give one of them")
+
+
+def _load_init(init: str | Path, resume: bool, require_transformer: bool):
+    """The model directory a new run starts from (`--init`): its weights and architecture are
+    taken over, the optimiser and LR schedule start afresh. Not the same as --resume."""
+    from .model import MaskGIT, model_hash
+
+    _check_init_resume(init, resume)
+    model = MaskGIT.from_dir(init, require_transformer=require_transformer)
+    return model, {"model_dir": str(Path(init).resolve()), "model_hash": model_hash(init)}
+
+
+def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, accelerator: str = "auto",
+                    init: str | Path | None = None) -> Path:
+    """Stage 1. `init`: a model directory whose tokenizer weights (and architecture) to start from."""
     from .data import ImageTensorDataset, load_folder, split_files
 
     run_dir = Path(run_dir)
+    _check_init_resume(init, resume)
     if resume:
         config = _resumed_config(run_dir, config, "tokenizer_training")
+    init_model = None
+    if init is not None:
+        init_model, init_record = _load_init(init, resume, require_transformer=False)
+        config = copy.deepcopy(config)
+        config["tokenizer"] = copy.deepcopy(init_model.config["tokenizer"])
+        config["normalization"] = init_model.config.get("normalization") or config.get("normalization")
+        config["init"] = init_record
     ckpt = _resume_path(run_dir, resume)
     config = copy.deepcopy(config)
     config["kind"] = "tokenizer"
@@ -538,6 +564,9 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     steps_per_epoch = len(train_ds) // t["batch_size"]
     total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
     module = TokenizerModule(config, total_steps=total)
+    if init_model is not None:
+        module.vqgan.load_state_dict(init_model.tokenizer.state_dict())
+        log.info("tokenizer weights initialised from %s", init)
     cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t["ckpt_every_steps"])
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
@@ -550,18 +579,34 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
 
 
 def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Path | None, resume: bool = False,
-                      accelerator: str = "auto") -> Path:
+                      accelerator: str = "auto", init: str | Path | None = None) -> Path:
+    """Stage 2 on the tokens of `tokenizer_dir`. `init`: a full model directory whose transformer
+    weights (and architecture) to start from; its tokenizer is used when `tokenizer_dir` is None."""
     from .data import split_files, token_cache
     from .model import MaskGIT
 
     run_dir = Path(run_dir)
+    _check_init_resume(init, resume)
     if resume:
         config = _resumed_config(run_dir, config, "transformer_training")
         tokenizer_dir = tokenizer_dir or config.get("tokenizer_dir")
+    init_model = None
+    if init is not None:
+        init_model, init_record = _load_init(init, resume, require_transformer=True)
+        tokenizer_dir = tokenizer_dir or init
+        config = copy.deepcopy(config)
+        # the architecture comes from the weights; dropout (no parameters) stays as configured
+        arch = {k: v for k, v in init_model.config["transformer"].items() if k != "dropout"}
+        config["transformer"] = {**(config.get("transformer") or {}), **copy.deepcopy(arch)}
+        config["init"] = init_record
     ckpt = _resume_path(run_dir, resume)
     if not tokenizer_dir:
         raise ValueError("stage 2 needs --tokenizer MODEL_DIR (a tokenizer exported with `maskgit export`)")
     tok_model = MaskGIT.from_dir(tokenizer_dir, require_transformer=False)
+    if init_model is not None and any(not torch.equal(v, tok_model.tokenizer.state_dict()[k])
+                                      for k, v in init_model.tokenizer.state_dict().items()):
+        log.warning("the transformer of %s was trained on the tokens of another tokenizer than %s: "
+                    "expect it to start far from converged", init, tokenizer_dir)
     config = copy.deepcopy(config)
     config["kind"] = "transformer"
     config["tokenizer_dir"] = str(Path(tokenizer_dir).resolve())
@@ -592,6 +637,11 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
     steps_per_epoch = max(1, len(train_tok) // t["batch_size"] // t["accumulate"])
     total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
     module = TransformerModule(config, total_steps=total)
+    if init_model is not None:
+        from .checkpoints import load_strict
+
+        load_strict(module.transformer, init_model.transformer.state_dict(), Path(init) / "transformer.safetensors")
+        log.info("transformer weights initialised from %s", init)
     cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t["ckpt_every_steps"])
     cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
     if t["ema_decay"] > 0:
