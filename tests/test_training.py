@@ -831,3 +831,15 @@ def test_train_init_from_a_tokenizer_only_dir_fails_clearly(tmp_path, images32, 
                "--accelerator", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and str(tok_dir) in err and "only a tokenizer" in err, err
+
+
+def test_transformer_init_warns_when_the_tokenizer_is_another(tmp_path, images32, tok_dir, monkeypatch, caplog):
+    init = _full_model_dir(tmp_path / "init", seed=7)
+    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit({}))
+    cfg = _t2_config(images32, batch_size=8, max_steps=2)
+    with caplog.at_level("WARNING", logger="maskgit_inpaint"):
+        train_transformer(cfg, tmp_path / "same", init, accelerator="cpu", init=init)
+    assert "another tokenizer" not in caplog.text
+    with caplog.at_level("WARNING", logger="maskgit_inpaint"):
+        train_transformer(cfg, tmp_path / "other", tok_dir, accelerator="cpu", init=init)
+    assert "another tokenizer" in caplog.text

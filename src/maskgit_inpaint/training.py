@@ -603,7 +603,8 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
     if not tokenizer_dir:
         raise ValueError("stage 2 needs --tokenizer MODEL_DIR (a tokenizer exported with `maskgit export`)")
     tok_model = MaskGIT.from_dir(tokenizer_dir, require_transformer=False)
-    if init_model is not None and any(not torch.equal(v, tok_model.tokenizer.state_dict()[k])
+    # an fp16 export of the same tokenizer counts as the same (rtol: fp16 rounding)
+    if init_model is not None and any(not torch.allclose(v, tok_model.tokenizer.state_dict()[k], rtol=1e-3, atol=1e-5)
                                       for k, v in init_model.tokenizer.state_dict().items()):
         log.warning("the transformer of %s was trained on the tokens of another tokenizer than %s: "
                     "expect it to start far from converged", init, tokenizer_dir)
