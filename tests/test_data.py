@@ -311,6 +311,21 @@ def test_token_cache_rebuilt_when_image_set_changes(tmp_path, tools, tokenizer, 
     assert count_encodes == [4, 5, 4, 4, 4, 4] and t5.shape == (8, 256)
 
 
+def test_token_cache_survives_a_copy_of_the_data_with_new_timestamps(tmp_path, tools, tokenizer, count_encodes):
+    files = _image_folder(tmp_path / "imgs", 3, tools)
+    cache = tmp_path / "tok.safetensors"
+    t1 = token_cache(cache, tokenizer, files, 64, MEAN, STD, flip=False)
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    copies = []
+    for f in files:  # a re-mounted dataset: same names and bytes, new times
+        (copy_dir / f.name).write_bytes(f.read_bytes())
+        os.utime(copy_dir / f.name, ns=(1, f.stat().st_mtime_ns + 10**12))
+        copies.append(copy_dir / f.name)
+    t2 = token_cache(cache, tokenizer, copies, 64, MEAN, STD, flip=False)
+    assert count_encodes == [3] and torch.equal(t1, t2)
+
+
 def test_damaged_token_cache_is_rebuilt_not_trusted(tmp_path, tools, tokenizer, count_encodes, caplog):
     files = _image_folder(tmp_path / "imgs", 3, tools)
     cache = tmp_path / "tok.safetensors"

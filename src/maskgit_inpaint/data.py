@@ -97,10 +97,12 @@ class ImageTensorDataset(Dataset):
 
 
 def files_fingerprint(files: list[Path]) -> str:
+    """Names (in order) and contents: a dataset copied or re-mounted with new timestamps still
+    hits the cache (hashing 8k small images takes well under a second)."""
     h = hashlib.sha256()
     for p in files:
-        st = p.stat()
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{p.name}\0".encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()[:16]
 
 
