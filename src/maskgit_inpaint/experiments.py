@@ -355,6 +355,7 @@ def plot_fid_curve(rows: list[dict], path: Path, kind: str, title: str = "") -> 
     for k, label in keys:
         ax.plot(xs, [r[k] for r in rows], marker="o", label=label)
     ax.set_xlabel("epoch")
+    ax.set_xticks(xs)  # whole epochs only
     ax.set_ylabel("FID")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
