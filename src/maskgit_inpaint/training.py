@@ -512,12 +512,11 @@ def _check_init_resume(init, resume: bool) -> None:
                          "a run: give one of them")
 
 
-def _load_init(init: str | Path, resume: bool, require_transformer: bool):
+def _load_init(init: str | Path, require_transformer: bool):
     """The model directory a new run starts from (`--init`): its weights and architecture are
     taken over, the optimiser and LR schedule start afresh. Not the same as --resume."""
     from .model import MaskGIT, model_hash
 
-    _check_init_resume(init, resume)
     model = MaskGIT.from_dir(init, require_transformer=require_transformer)
     return model, {"model_dir": str(Path(init).resolve()), "model_hash": model_hash(init)}
 
@@ -533,7 +532,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
         config = _resumed_config(run_dir, config, "tokenizer_training")
     init_model = None
     if init is not None:
-        init_model, init_record = _load_init(init, resume, require_transformer=False)
+        init_model, init_record = _load_init(init, require_transformer=False)
         config = copy.deepcopy(config)
         config["tokenizer"] = copy.deepcopy(init_model.config["tokenizer"])
         config["normalization"] = init_model.config.get("normalization") or config.get("normalization")
@@ -592,7 +591,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
         tokenizer_dir = tokenizer_dir or config.get("tokenizer_dir")
     init_model = None
     if init is not None:
-        init_model, init_record = _load_init(init, resume, require_transformer=True)
+        init_model, init_record = _load_init(init, require_transformer=True)
         tokenizer_dir = tokenizer_dir or init
         config = copy.deepcopy(config)
         # the architecture comes from the weights; dropout (no parameters) stays as configured
