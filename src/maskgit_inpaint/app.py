@@ -349,18 +349,6 @@ def find_samples(model_dir: str | Path | None = None) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------- the app
-def load_model(model_dir: str | Path | None = None, device: str = "auto", precision: str = "auto"):
-    from .model import MaskGIT, ModelDirError, default_model_dir, has_default_model, resolve_device
-
-    if model_dir is None:
-        if not has_default_model():
-            raise ModelDirError("no default model is bundled with this installation yet; pass a model directory "
-                                "(`maskgit serve --model MODEL_DIR`)")
-        model_dir = default_model_dir()
-    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
-    model.precision = precision
-    return model, Path(model_dir)
-
 
 def _gradio():
     try:
@@ -386,6 +374,8 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
     from .schedules import SCHEDULES
 
     if model is None:
+        from .model import load_model
+
         model, model_dir = load_model(model_dir, device, precision)
     size = model.image_size
     scale = display_scale(size)

@@ -16,18 +16,6 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _load_model(model_dir: str | None, device: str, precision: str = "auto"):
-    from .model import MaskGIT, default_model_dir, has_default_model, resolve_device
-
-    if model_dir is None:
-        if not has_default_model():
-            raise CLIError("no default model is bundled with this installation yet; pass --model MODEL_DIR")
-        model_dir = default_model_dir()
-    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
-    model.precision = precision
-    return model, Path(model_dir)
-
-
 def add_precision_arg(p: argparse.ArgumentParser) -> None:
     from .model import PRECISIONS
 
@@ -93,12 +81,13 @@ def cmd_inpaint(args) -> int:
     import torch
 
     from .images import save_png, to_tensor, to_uint8
+    from .model import load_model
     from .sampling import seed_for_name
     from .visualize import step_strip
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model, model_dir = _load_model(args.model, args.device, args.precision)
+    model, model_dir = load_model(args.model, args.device, args.precision)
     sampler = sampler_from_args(model, args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -156,9 +145,10 @@ def cmd_visualize(args) -> int:
     import torch
 
     from .images import save_png, to_tensor
+    from .model import load_model
     from .visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
 
-    model, _ = _load_model(args.model, args.device, args.precision)
+    model, _ = load_model(args.model, args.device, args.precision)
     sampler = sampler_from_args(model, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,9 +197,9 @@ def _log(msg: str) -> None:
 
 def cmd_sweep(args) -> int:
     from .experiments import load_eval_set, parse_list, run_sweep, sweep_configs
-    from .model import resolve_device
+    from .model import load_model, resolve_device
 
-    model, model_dir = _load_model(args.model, args.device, args.precision)
+    model, model_dir = load_model(args.model, args.device, args.precision)
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]

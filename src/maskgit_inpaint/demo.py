@@ -78,18 +78,11 @@ def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto", model_d
     `sheet.png`, and return the sheet's path."""
     import time
 
-    from .cli import CLIError
     from .images import save_png, to_uint8
-    from .model import MaskGIT, default_model_dir, has_default_model, resolve_device
+    from .model import load_model
     from .sampling import seed_for_name
 
-    if model_dir is None:
-        if not has_default_model():
-            raise CLIError("no default model is bundled with this installation; pass --model MODEL_DIR")
-        model_dir = default_model_dir()
-    model_dir = Path(model_dir)
-    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
-    model.precision = precision
+    model, model_dir = load_model(model_dir, device, precision)
     names, x, known = load_samples(model_dir, model.image_size)
     seeds = torch.tensor([seed_for_name(seed, n) for n in names])
     t0 = time.perf_counter()

@@ -223,6 +223,20 @@ def has_default_model() -> bool:
     return (d / "config.yaml").is_file() and (d / "transformer.safetensors").is_file()
 
 
+def load_model(model_dir: str | Path | None = None, device: str = "auto",
+               precision: str = "auto") -> tuple["MaskGIT", Path]:
+    """A full model for inference and its directory: `model_dir`, else the bundled default.
+    The one loader behind the CLI, the demo and the web app."""
+    if model_dir is None:
+        if not has_default_model():
+            raise ModelDirError("no default model is bundled with this installation; "
+                                "pass a model directory (--model MODEL_DIR)")
+        model_dir = default_model_dir()
+    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
+    model.precision = precision
+    return model, Path(model_dir)
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
