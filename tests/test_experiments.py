@@ -110,6 +110,40 @@ def test_sweep_with_no_valid_combination_fails_clearly(tiny_model_dir, eval_set,
     assert rc == 2 and "nope" in capsys.readouterr().err
 
 
+def test_sweep_over_sampling_temperatures(tiny_model_dir, eval_set, tmp_path):
+    """--sample-temperature is a sweep axis: at 0 (argmax) with no Gumbel noise the result no
+    longer depends on the seed; at 1 the draw does."""
+    images, masks = eval_set
+    assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path), "--gamma", "linear", "--steps", "2", "--temperature", "0",
+                 "--sample-temperature", "0,1", "--seeds", "0,1", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    by_t = {t: [float(r["fid_raw"]) for r in rows if float(r["temperature"]) == t] for t in (0.0, 1.0)}
+    assert len(by_t[0.0]) == 2 and len(by_t[1.0]) == 2
+    assert by_t[0.0][0] == by_t[0.0][1]
+    assert by_t[1.0][0] != by_t[1.0][1]
+    md = (tmp_path / "sweep.md").read_text()
+    assert "sample temp" in md and md.count("| linear |") == 2
+
+
+def test_sweep_temperatures_default_to_the_model_config(tiny_model_dir, eval_set, tmp_path):
+    import shutil
+
+    import yaml
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    cfg = yaml.safe_load((model / "config.yaml").read_text())
+    cfg["sampler"] = dict(cfg.get("sampler") or {}, choice_temperature=2.0, temperature=0.5)
+    (model / "config.yaml").write_text(yaml.safe_dump(cfg))
+    images, masks = eval_set
+    assert main(["sweep", "--model", str(model), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path / "out"), "--gamma", "cosine", "--steps", "2", "--seeds", "0",
+                 "--device", "cpu"]) == 0
+    (run,) = json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]
+    assert run["choice_temperature"] == 2.0 and run["temperature"] == 0.5
+
+
 # ----------------------------------------------------------------------------- reconstruction FID
 def test_evaluate_reconstruct_reports_fid_and_codebook(tiny_model_dir, eval_set, tmp_path, capsys):
     from maskgit_inpaint.experiments import load_images, reconstruct_all, to_uint8
@@ -190,6 +224,15 @@ def test_fid_curve_of_a_transformer_run(two_epoch_runs, eval_set, tmp_path):
     assert rec["kind"] == "transformer" and rec["seeds"] == [0] and rec["sampler"]["steps"] == 3
     assert "fid-curve" in rec["command"] and rec["config"]["kind"] == "transformer"
     assert (out / "fid_curve.png").stat().st_size > 1000
+
+
+def test_fid_curve_takes_the_sampling_temperature(two_epoch_runs, eval_set, tmp_path):
+    _, run = two_epoch_runs
+    images, masks = eval_set
+    assert main(["fid-curve", str(run), "--images", str(images), "--masks", str(masks), "--out", str(tmp_path),
+                 "--steps", "2", "--sample-temperature", "0", "--temperature", "0", "--device", "cpu"]) == 0
+    rec = json.loads((tmp_path / "fid_curve.json").read_text())
+    assert rec["sampler"]["temperature"] == 0 and rec["sampler"]["choice_temperature"] == 0
 
 
 def test_fid_curve_of_a_tokenizer_run_is_reconstruction_fid(two_epoch_runs, eval_set, tmp_path):

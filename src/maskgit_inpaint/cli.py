@@ -203,11 +203,14 @@ def cmd_sweep(args) -> int:
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]
-    temps = parse_list(args.temperature, float, "--temperature")
+    temps = (parse_list(args.temperature, float, "--temperature") if args.temperature
+             else [model.sampler.choice_temperature])
+    sample_temps = (parse_list(args.sample_temperature, float, "--sample-temperature") if args.sample_temperature
+                    else [model.sampler.temperature])
     seeds = parse_list(args.seeds, int, "--seeds")
     if None in seeds:
         raise CLIError("--seeds: integers only")
-    configs = sweep_configs(model.sampler, gammas, steps, stops, temps)
+    configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps)
     if not configs:
         raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
     names, images01, known = load_eval_set(args.images, args.masks, model.image_size, args.limit, args.hole_value)
@@ -225,7 +228,8 @@ def cmd_fid_curve(args) -> int:
     from .model import resolve_device
 
     overrides = {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
-                                   ("choice_temperature", args.temperature)) if v is not None}
+                                   ("choice_temperature", args.temperature),
+                                   ("temperature", args.sample_temperature)) if v is not None}
     out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
     run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
                   limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log,
@@ -392,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", default="8", help="comma-separated T values")
     q.add_argument("--sweet-spot", help="comma-separated stop points (default: run all T steps; "
                                         "combinations with a stop point above T are skipped)")
-    q.add_argument("--temperature", default="4.5", help="comma-separated choice temperatures")
+    q.add_argument("--temperature", help="comma-separated choice temperatures (default: the model's)")
+    q.add_argument("--sample-temperature", help="comma-separated sampling temperatures of the token draw, "
+                                                "0 = argmax (default: the model's)")
     q.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (FID mean +- std over them)")
     q.add_argument("--limit", type=int, help="use only the first N image/mask pairs")
     q.add_argument("--batch-size", type=int, default=64)

@@ -162,14 +162,16 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- sweep
-def sweep_configs(base, gammas, steps, sweet_spots, temperatures):
+def sweep_configs(base, gammas, steps, sweet_spots, temperatures, sample_temperatures=None):
     """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
-    `None` in sweet_spots means "run all T steps"."""
+    `None` in sweet_spots means "run all T steps". `temperatures` are choice temperatures,
+    `sample_temperatures` those of the token draw (default: the base config's)."""
     out = []
-    for g, t, s, c in itertools.product(gammas, steps, sweet_spots, temperatures):
+    sample_temperatures = sample_temperatures or [base.temperature]
+    for g, t, s, c, st in itertools.product(gammas, steps, sweet_spots, temperatures, sample_temperatures):
         if s is not None and s > t:
             continue
-        cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c)
+        cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c, temperature=st)
         cfg.validate()
         out.append(cfg)
     return out
@@ -200,6 +202,7 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
                          "model_hash": mhash})
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
+                f"t={cfg.temperature} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image")
     summary = summarize(rows)
     write_csv(out_dir / "sweep.csv", rows)
@@ -232,10 +235,11 @@ def markdown_table(summary: list[dict], rec: dict) -> str:
              f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}, "
              f"transformer in {rec.get('precision', 'fp32')}; FID mean +- std over seeds.",
              "",
-             "| gamma | T | stop | choice temp | FID raw | FID composite | s/image |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| gamma | T | stop | choice temp | sample temp | FID raw | FID composite | s/image |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         lines.append(f"| {r['gamma']} | {r['steps']} | {r['sweet_spot']} | {r['choice_temperature']:g} | "
+                     f"{r['temperature']:g} | "
                      f"{r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
                      f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | {r['s_per_image']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -255,8 +259,12 @@ def plot_sweep(summary: list[dict], path: Path, title: str = "") -> Path:
     from .checkpoints import atomic_write
 
     plt = _plt()
+    def varies(key):
+        return len({s[key] for s in summary}) > 1
+
     labels = [f"{r['gamma']}\nT={r['steps']} stop={r['sweet_spot']}" +
-              (f"\nc={r['choice_temperature']:g}" if len({s['choice_temperature'] for s in summary}) > 1 else "")
+              (f"\nc={r['choice_temperature']:g}" if varies("choice_temperature") else "") +
+              (f"\nt={r['temperature']:g}" if varies("temperature") else "")
               for r in summary]
     x = np.arange(len(summary))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(summary) + 2), 4.2))
