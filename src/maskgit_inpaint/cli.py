@@ -203,10 +203,9 @@ def cmd_sweep(args) -> int:
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]
-    temps = (parse_list(args.temperature, float, "--temperature") if args.temperature
-             else [model.sampler.choice_temperature])
-    sample_temps = (parse_list(args.sample_temperature, float, "--sample-temperature") if args.sample_temperature
-                    else [model.sampler.temperature])
+    temps = parse_list(args.temperature, float, "--temperature") if args.temperature else None
+    sample_temps = (parse_list(args.sample_temperature, float, "--sample-temperature")
+                    if args.sample_temperature else None)
     seeds = parse_list(args.seeds, int, "--seeds")
     if None in seeds:
         raise CLIError("--seeds: integers only")

@@ -162,11 +162,12 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- sweep
-def sweep_configs(base, gammas, steps, sweet_spots, temperatures, sample_temperatures=None):
+def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_temperatures=None):
     """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
     `None` in sweet_spots means "run all T steps". `temperatures` are choice temperatures,
-    `sample_temperatures` those of the token draw (default: the base config's)."""
+    `sample_temperatures` those of the token draw; both default to the base config's."""
     out = []
+    temperatures = temperatures or [base.choice_temperature]
     sample_temperatures = sample_temperatures or [base.temperature]
     for g, t, s, c, st in itertools.product(gammas, steps, sweet_spots, temperatures, sample_temperatures):
         if s is not None and s > t:
