@@ -242,6 +242,15 @@ def test_warmup_cosine_shape():
     assert warmup_cosine(500, 100, 10, 0.05) == pytest.approx(1.0)
 
 
+def test_warmup_cosine_decays_by_the_spent_time_budget_when_it_is_further_along():
+    lo = 0.1
+    assert warmup_cosine(4, 10, 1000, lo, time_fraction=0.9) == pytest.approx(0.5)  # the warm-up is by steps
+    assert warmup_cosine(10, 10, 10**6, lo, time_fraction=0.5) == pytest.approx(lo + (1 - lo) * 0.5)
+    assert warmup_cosine(10, 10, 10**6, lo, time_fraction=1.7) == pytest.approx(lo)  # spent: at the floor
+    assert warmup_cosine(510, 10, 1010, lo, time_fraction=0.1) == pytest.approx(lo + (1 - lo) * 0.5)  # steps lead
+    assert warmup_cosine(5, 0, 0, lo, time_fraction=1.0) == pytest.approx(lo)  # no step total: time alone
+
+
 # ============================================================================= stage-2 loss
 def _tiny_module(**tt) -> TransformerModule:
     cfg = preset("tiny")
@@ -843,3 +852,31 @@ def test_transformer_init_warns_when_the_tokenizer_is_another(tmp_path, images32
     with caplog.at_level("WARNING", logger="maskgit_inpaint"):
         train_transformer(cfg, tmp_path / "other", tok_dir, accelerator="cpu", init=init)
     assert "another tokenizer" in caplog.text
+
+
+# ============================================================================= time budget, frozen encoder
+def test_time_budget_stops_the_run_with_the_lr_annealed(tmp_path, tok_images):
+    t = _t1_config(tok_images, max_steps=-1, max_epochs=100_000, time_budget_s=4, epoch_checkpoints=False,
+                   min_lr_ratio=0.1)
+    run = train_tokenizer(t, tmp_path / "run", accelerator="cpu")
+    last = _ckpt(run / "checkpoints" / "last.ckpt")
+    steps = int(last["state_dict"]["step_count"])
+    assert 2 <= steps < 2 * 100_000  # stopped by the clock, not by max_epochs
+    lr = _rows(run, "lr")
+    assert max(lr.values()) > 0.5 * 2e-4  # it warmed up and trained at full LR ...
+    assert lr[max(lr)] < 0.3 * 2e-4  # ... and the decay followed the clock down towards the floor
+    assert not list((run / "checkpoints").glob("epoch*.ckpt"))  # epoch_checkpoints: false
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_freeze_encoder_trains_the_decoder_and_keeps_every_token(tmp_path, tok_images, tok_dir):
+    run = train_tokenizer(_t1_config(tok_images, max_steps=3, freeze_encoder=True, lr=1e-3), tmp_path / "run",
+                          accelerator="cpu", init=tok_dir)
+    before = MaskGIT.from_dir(tok_dir, require_transformer=False)
+    after = MaskGIT.from_dir(export_run(run, tmp_path / "tok", which="last"), require_transformer=False)
+    sd0, sd1 = before.tokenizer.state_dict(), after.tokenizer.state_dict()
+    frozen = [k for k in sd0 if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(sd0[k], sd1[k]) for k in frozen)
+    assert any(not torch.equal(sd0[k], sd1[k]) for k in sd0 if k.startswith("decoder."))
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    assert torch.equal(before.tokenizer.encode(x), after.tokenizer.encode(x))

@@ -32,7 +32,8 @@ TOKENIZER_TRAINING = {
     "min_lr_ratio": 0.1, "max_steps": -1, "max_epochs": 10, "grad_clip": 1.0, "precision": "auto",
     "gan_weight": 0.1, "disc_start": 5000, "disc_lr": 2.0e-4, "disc_channels": 64, "disc_layers": 2,
     "revive_every": 200, "revive_min_usage": 1, "ckpt_every_steps": 500, "log_every": 25,
-    "num_workers": 0, "seed": 0, "accumulate": 1,
+    "num_workers": 0, "seed": 0, "accumulate": 1, "time_budget_s": None, "epoch_checkpoints": True,
+    "freeze_encoder": False,
 }
 TRANSFORMER_TRAINING = {
     "batch_size": 64, "lr": 4.0e-4, "betas": [0.9, 0.95], "weight_decay": 0.05, "warmup_steps": 500,
@@ -40,6 +41,7 @@ TRANSFORMER_TRAINING = {
     "label_smoothing": 0.1, "mask_mode": "gamma", "mask_gamma": "cosine", "loss_on": "masked",
     "ema_decay": 0.0, "accumulate": 1, "ckpt_every_steps": 500, "log_every": 25, "num_workers": 0,
     "seed": 0, "devices": "auto", "num_nodes": 1, "strategy": "auto", "flip": True,
+    "time_budget_s": None, "epoch_checkpoints": True,
 }
 DATA = {"train": None, "val": None, "val_fraction": 0.05, "normalization": "default"}
 
@@ -61,14 +63,37 @@ def default_precision(requested: str) -> str:
     return "bf16-mixed"
 
 
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warm-up, then cosine decay to `min_ratio` at `total`."""
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:
+    """LR multiplier: linear warm-up, then cosine decay to `min_ratio` at `total`.
+
+    `time_fraction`: the share of a wall-time budget already spent; after the warm-up the decay
+    follows whichever of steps and time is further along, so a run stopped by its budget ends
+    annealed instead of cut off at a high LR."""
     if step < warmup:
         return (step + 1) / max(1, warmup)
-    if total <= warmup:
+    if total <= warmup and time_fraction <= 0:
         return 1.0
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    p = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def _lr_lambda(module: L.LightningModule, t: dict, total: int):
+    """The LR multiplier as a function of the step, reading the budget's clock from Lightning's
+    Timer (its elapsed time survives --resume) when `time_budget_s` is set."""
+    budget = t.get("time_budget_s")
+
+    def fn(step: int) -> float:
+        frac = 0.0
+        if budget:
+            from lightning.pytorch.callbacks import Timer
+
+            trainer = module._trainer
+            timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None) if trainer else None
+            if timer is not None:
+                frac = timer.time_elapsed("train") / float(budget)
+        return warmup_cosine(step, t["warmup_steps"], total, t["min_lr_ratio"], frac)
+
+    return fn
 
 
 def _param_groups(module: nn.Module, weight_decay: float):
@@ -121,11 +146,24 @@ class TokenizerModule(L.LightningModule):
         self.register_buffer("usage", torch.zeros(self.vqgan.codebook_size))
         self._val_idx: list[torch.Tensor] = []
 
+    def _frozen_parts(self) -> list[nn.Module]:
+        """`freeze_encoder`: only the decoder side learns, so every image keeps its tokens and a
+        transformer trained on them stays valid (decoder fine-tuning, e.g. with the GAN on)."""
+        if not self.t["freeze_encoder"]:
+            return []
+        parts = [self.vqgan.encoder, self.vqgan.quant_conv]
+        if getattr(self.vqgan, "codebook", None) is not None:
+            parts.append(self.vqgan.codebook)
+        return parts
+
     def configure_optimizers(self):
         t = self.t
-        opt_g = torch.optim.AdamW(self.vqgan.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
+        for part in self._frozen_parts():
+            part.requires_grad_(False)
+        params = [p for p in self.vqgan.parameters() if p.requires_grad]
+        opt_g = torch.optim.AdamW(params, lr=t["lr"], betas=tuple(t["betas"]),
                                   weight_decay=t["weight_decay"])
-        fn = lambda s: warmup_cosine(s, t["warmup_steps"], self.total_steps, t["min_lr_ratio"])  # noqa: E731
+        fn = _lr_lambda(self, t, self.total_steps)
         sched = [torch.optim.lr_scheduler.LambdaLR(opt_g, fn)]
         opts = [opt_g]
         if self.disc is not None:
@@ -172,7 +210,7 @@ class TokenizerModule(L.LightningModule):
             scheds[1].step()
             self.log("train/d_loss", d_loss)
         self.usage += torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
-        if self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and (step + 1) % self.t["revive_every"] == 0:
+        if self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self.t["freeze_encoder"] and (step + 1) % self.t["revive_every"] == 0:
             self._revive(x)
         self.step_count += 1
         self.log_dict({"train/l1": rec, "train/q_loss": q_loss, "train/loss": loss,
@@ -307,10 +345,11 @@ class TransformerModule(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.t
-        fused = torch.cuda.is_available() and self.device.type == "cuda"
+        # Lightning cannot clip the gradients of a fused AdamW under mixed precision
+        fused = torch.cuda.is_available() and self.device.type == "cuda" and not t["grad_clip"]
         opt = torch.optim.AdamW(_param_groups(self.transformer, t["weight_decay"]), lr=t["lr"],
                                 betas=tuple(t["betas"]), fused=fused or None)
-        fn = lambda s: warmup_cosine(s, t["warmup_steps"], self.total_steps, t["min_lr_ratio"])  # noqa: E731
+        fn = _lr_lambda(self, t, self.total_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -427,13 +466,14 @@ def _normalization(config: dict) -> dict:
     return norm or NORMALIZATIONS[(config.get("data") or {}).get("normalization", "default")]
 
 
-def _checkpoints(run_dir: Path, monitor: str, every_steps: int) -> list[Callback]:
+def _checkpoints(run_dir: Path, monitor: str, every_steps: int, per_epoch: bool = True) -> list[Callback]:
     ck = run_dir / "checkpoints"
-    return [
-        # one per epoch (kept: `maskgit fid-curve` evaluates each), plus the best by `monitor`;
-        # saved after validation when there is a val split, at the end of the epoch otherwise
-        ModelCheckpoint(dirpath=ck, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
-                        save_top_k=-1, every_n_epochs=1),
+    # one per epoch (kept: `maskgit fid-curve` evaluates each; `epoch_checkpoints: false` turns
+    # them off for runs of hundreds of short epochs), plus the best by `monitor`;
+    # saved after validation when there is a val split, at the end of the epoch otherwise
+    epochs = [ModelCheckpoint(dirpath=ck, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
+                              save_top_k=-1, every_n_epochs=1)] if per_epoch else []
+    return epochs + [
         ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
         # frequent `last.ckpt` so a killed run loses little (overwritten in place, never last-v1)
@@ -482,6 +522,10 @@ def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs
         version = f"resume{n}"
     loggers = [CSVLogger(run_dir, name="logs", version=version),
                TensorBoardLogger(run_dir, name="logs", version="tb")]
+    if t.get("time_budget_s"):  # Lightning's Timer stops the run; its clock is checkpointed
+        import datetime
+
+        kw["max_time"] = datetime.timedelta(seconds=float(t["time_budget_s"]))
     return L.Trainer(default_root_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs,
                      precision=default_precision(t["precision"]), logger=loggers, callbacks=callbacks,
                      log_every_n_steps=t["log_every"], num_sanity_val_steps=0, enable_model_summary=False,
@@ -566,7 +610,8 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     if init_model is not None:
         module.vqgan.load_state_dict(init_model.tokenizer.state_dict())
         log.info("tokenizer weights initialised from %s", init)
-    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t["ckpt_every_steps"])
+    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t["ckpt_every_steps"],
+                       t["epoch_checkpoints"])
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
         cbs.append(ReconGrid(run_dir, grid))
@@ -642,7 +687,8 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
 
         load_strict(module.transformer, init_model.transformer.state_dict(), Path(init) / "transformer.safetensors")
         log.info("transformer weights initialised from %s", init)
-    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t["ckpt_every_steps"])
+    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t["ckpt_every_steps"],
+                       t["epoch_checkpoints"])
     cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
     if t["ema_decay"] > 0:
         from lightning.pytorch.callbacks import EMAWeightAveraging
