@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import yaml
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
 from torch.utils.data import DataLoader, TensorDataset
 
 from .checkpoints import atomic_write
@@ -85,8 +85,6 @@ def _lr_lambda(module: L.LightningModule, t: dict, total: int):
     def fn(step: int) -> float:
         frac = 0.0
         if budget:
-            from lightning.pytorch.callbacks import Timer
-
             trainer = module._trainer
             timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None) if trainer else None
             if timer is not None:
