@@ -208,7 +208,8 @@ class TokenizerModule(L.LightningModule):
             scheds[1].step()
             self.log("train/d_loss", d_loss)
         self.usage += torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
-        if self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self.t["freeze_encoder"] and (step + 1) % self.t["revive_every"] == 0:
+        revive = self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self.t["freeze_encoder"]
+        if revive and (step + 1) % self.t["revive_every"] == 0:
             self._revive(x)
         self.step_count += 1
         self.log_dict({"train/l1": rec, "train/q_loss": q_loss, "train/loss": loss,
