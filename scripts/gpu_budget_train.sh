@@ -16,6 +16,9 @@ BS=${BS:-256}
 ONLY=${ONLY:-"tf dec-a dec-b"}
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 M="python3 -m maskgit_inpaint"
+for r in $ONLY; do  # check every name before anything starts
+  case $r in tf|dec-a|dec-b) ;; *) echo "unknown run $r: choose from tf dec-a dec-b" >&2; exit 2 ;; esac
+done
 mkdir -p "$RUNS"
 
 stage2() {  # name
@@ -42,7 +45,6 @@ for r in $ONLY; do
     tf) stage2 tf > "$RUNS/tf.log" 2>&1 & ;;
     dec-a) decoder dec-a 0.2 2 > "$RUNS/dec-a.log" 2>&1 & ;;
     dec-b) decoder dec-b 0.8 3 > "$RUNS/dec-b.log" 2>&1 & ;;
-    *) echo "unknown run $r: choose from tf dec-a dec-b" >&2; exit 2 ;;
   esac
 done
 wait

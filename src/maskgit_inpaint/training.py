@@ -6,6 +6,7 @@ epoch), `logs/` (TensorBoard and CSV), `loss_curve.png` and, for the tokenizer, 
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
 import math
 import sys
@@ -465,18 +466,19 @@ def _normalization(config: dict) -> dict:
     return norm or NORMALIZATIONS[(config.get("data") or {}).get("normalization", "default")]
 
 
-def _checkpoints(run_dir: Path, monitor: str, every_steps: int, per_epoch: bool = True) -> list[Callback]:
+def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
+    """Checkpoint callbacks from a stage's training settings (`ckpt_every_steps`, `epoch_checkpoints`)."""
     ck = run_dir / "checkpoints"
     # one per epoch (kept: `maskgit fid-curve` evaluates each; `epoch_checkpoints: false` turns
     # them off for runs of hundreds of short epochs), plus the best by `monitor`;
     # saved after validation when there is a val split, at the end of the epoch otherwise
     epochs = [ModelCheckpoint(dirpath=ck, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
-                              save_top_k=-1, every_n_epochs=1)] if per_epoch else []
+                              save_top_k=-1, every_n_epochs=1)] if t["epoch_checkpoints"] else []
     return epochs + [
         ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
         # frequent `last.ckpt` so a killed run loses little (overwritten in place, never last-v1)
-        ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=every_steps,
+        ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=t["ckpt_every_steps"],
                         enable_version_counter=False),
         FinalCheckpoint(ck / "last.ckpt"),
     ]
@@ -522,8 +524,6 @@ def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs
     loggers = [CSVLogger(run_dir, name="logs", version=version),
                TensorBoardLogger(run_dir, name="logs", version="tb")]
     if t.get("time_budget_s"):  # Lightning's Timer stops the run; its clock is checkpointed
-        import datetime
-
         kw["max_time"] = datetime.timedelta(seconds=float(t["time_budget_s"]))
     return L.Trainer(default_root_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs,
                      precision=default_precision(t["precision"]), logger=loggers, callbacks=callbacks,
@@ -609,8 +609,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     if init_model is not None:
         module.vqgan.load_state_dict(init_model.tokenizer.state_dict())
         log.info("tokenizer weights initialised from %s", init)
-    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t["ckpt_every_steps"],
-                       t["epoch_checkpoints"])
+    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
         cbs.append(ReconGrid(run_dir, grid))
@@ -686,8 +685,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
 
         load_strict(module.transformer, init_model.transformer.state_dict(), Path(init) / "transformer.safetensors")
         log.info("transformer weights initialised from %s", init)
-    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t["ckpt_every_steps"],
-                       t["epoch_checkpoints"])
+    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t)
     cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
     if t["ema_decay"] > 0:
         from lightning.pytorch.callbacks import EMAWeightAveraging
