@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from maskgit_inpaint.checkpoints import WeightsError, load_strict
-from maskgit_inpaint.masks import pixel_to_token_mask
+from maskgit_inpaint.masks import harmonic_fill, pixel_to_token_mask
 from maskgit_inpaint.model import MaskGIT, ModelDirError, model_hash
 from maskgit_inpaint.sampling import SamplerConfig
 from maskgit_inpaint.tokenizer import FSQ, VQGAN, TokenizerConfig
@@ -211,20 +211,40 @@ def test_inpaint_outputs_and_composite(tiny):
     assert not torch.equal(raw.images, out.images)
 
 
-def test_inpaint_keeps_known_tokens_and_ignores_hole_content(tiny):
+@pytest.mark.parametrize("fill", ["harmonic", "mean"])
+def test_inpaint_keeps_known_tokens_and_ignores_hole_content(tiny, fill):
     x, known = images(2), hole_mask(2)
     y = x.clone()
     y[~known[:, None].expand_as(x)] = torch.rand(int((~known).sum()) * 3)  # different hole content
     cfg = SamplerConfig(steps=4)
-    a = tiny.inpaint(x, known, cfg, seed=3)
-    b = tiny.inpaint(y, known, cfg, seed=3)
+    a = tiny.inpaint(x, known, cfg, seed=3, hole_fill=fill)
+    b = tiny.inpaint(y, known, cfg, seed=3, hole_fill=fill)
     assert torch.equal(a.tokens, b.tokens)
     assert torch.equal(a.images[known[:, None].expand_as(x)], b.images[known[:, None].expand_as(x)])
     hole = ~known[:, None].expand_as(x)
     assert torch.equal(a.images[hole], b.images[hole])
-    # known tokens are those of the image with its holes filled with the mean colour
-    enc = tiny.tokenizer.encode(tiny.normalize(x) * known[:, None])
+    # known tokens are those of the image with its holes filled as asked
+    xn = tiny.normalize(x)
+    filled = xn * known[:, None] if fill == "mean" else harmonic_fill(xn, known)
+    enc = tiny.tokenizer.encode(filled)
     assert torch.equal(a.tokens[~a.unknown], enc[~a.unknown])
+
+
+def test_hole_fill_default_comes_from_config_and_is_checked(tiny):
+    assert tiny.hole_fill == "harmonic"
+    x, known = images(2), hole_mask(2)
+    cfg = SamplerConfig(steps=4)
+    default = tiny.inpaint(x, known, cfg, seed=3)
+    assert torch.equal(default.tokens, tiny.inpaint(x, known, cfg, seed=3, hole_fill="harmonic").tokens)
+    lab_like = MaskGIT({**tiny.config, "hole_fill": "mean"})
+    lab_like.load_state_dict(tiny.state_dict())
+    assert lab_like.hole_fill == "mean"
+    assert torch.equal(lab_like.inpaint(x, known, cfg, seed=3).tokens,
+                       tiny.inpaint(x, known, cfg, seed=3, hole_fill="mean").tokens)
+    with pytest.raises(ValueError, match="hole_fill"):
+        tiny.inpaint(x, known, cfg, hole_fill="zeros")
+    with pytest.raises(ValueError, match="hole_fill"):
+        MaskGIT({**tiny.config, "hole_fill": "blur"})
 
 
 def test_inpaint_batch_equals_one_by_one(tiny):

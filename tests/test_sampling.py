@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskgit_inpaint.masks import GENERATORS, generate_masks, pixel_to_token_mask, token_to_pixel_mask
+from maskgit_inpaint.masks import (GENERATORS, generate_masks, harmonic_fill, pixel_to_token_mask,
+                                   token_to_pixel_mask)
 from maskgit_inpaint.sampling import (SamplerConfig, inpaint_tokens, masked_counts, seed_for_name,
                                       uniform_noise)
 from maskgit_inpaint.schedules import NON_MONOTONE, SCHEDULES, gamma
@@ -426,3 +427,45 @@ def test_random_walk_coverage():
 def test_unknown_mask_kind():
     with pytest.raises(ValueError, match="random-walk"):
         generate_masks("blobs", 1)
+
+
+# ----------------------------------------------------------------------------- hole fill
+def test_harmonic_fill_keeps_known_pixels_and_reproduces_smooth_images():
+    known = torch.from_numpy(generate_masks("random-walk", 3, 64, seed=4))
+    known[:, :4] = known[:, -4:] = known[:, :, :4] = known[:, :, -4:] = True
+    # a linear ramp is harmonic: the fill of a hole away from the border (where the fill has
+    # zero slope, knowing nothing beyond) must give it back
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    ramp = torch.stack([0.3 * xx + 0.2 * yy, -0.5 * yy, 0.1 * xx + 0.05]).expand(3, 3, 64, 64).clone()
+    out = harmonic_fill(ramp, known)
+    k = known[:, None].expand_as(ramp)
+    assert torch.equal(out[k], ramp[k])
+    assert (out - ramp).abs().max() < 0.05
+    # a flat colour stays that colour; the fill never leaves the range of the known values
+    x = torch.rand(3, 3, 64, 64)
+    flat = torch.full_like(x, 0.4)
+    assert torch.allclose(harmonic_fill(flat, known), flat)
+    f = harmonic_fill(x, known)
+    assert f.min() >= x.min() - 1e-6 and f.max() <= x.max() + 1e-6
+
+
+def test_harmonic_fill_uses_only_known_pixels():
+    known = torch.from_numpy(generate_masks("brush", 2, 64, seed=1))
+    x = torch.rand(2, 3, 64, 64)
+    y = torch.where(known[:, None], x, torch.rand(2, 3, 64, 64))
+    assert torch.equal(harmonic_fill(x, known), harmonic_fill(y, known))
+    # no hole: unchanged; everything a hole: a flat fill, no NaN
+    assert torch.equal(harmonic_fill(x, torch.ones(2, 64, 64, dtype=torch.bool)), x)
+    empty = harmonic_fill(x, torch.zeros(2, 64, 64, dtype=torch.bool))
+    assert torch.isfinite(empty).all()
+
+
+def test_harmonic_fill_is_smoother_than_a_flat_hole():
+    known = torch.from_numpy(generate_masks("random-walk", 4, 64, seed=2))
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4, generator=g), size=64, mode="bicubic",
+                                          align_corners=False)  # smooth, varying colours
+    mean = torch.where(known[:, None], img, img.mean((2, 3), keepdim=True))
+    filled = harmonic_fill(img, known)
+    err = lambda a: ((a - img) ** 2).mean()  # noqa: E731
+    assert err(filled) < 0.3 * err(mean)

@@ -34,7 +34,22 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
     g.add_argument("--temperature", type=float, help="choice temperature: Gumbel noise on confidences")
     g.add_argument("--sample-temperature", type=float,
                    help="sampling temperature of the predicted tokens (0 = argmax)")
+    add_hole_fill_arg(g)
     add_precision_arg(g)
+
+
+def add_hole_fill_arg(p) -> None:
+    from .model import HOLE_FILLS
+
+    p.add_argument("--hole-fill", choices=HOLE_FILLS,
+                   help="what the encoder sees in the holes: a smooth fill from the known pixels (harmonic) "
+                        "or the flat mean colour (mean, the course lab's); default: the model's config, "
+                        "else harmonic")
+
+
+def apply_hole_fill(model, args) -> None:
+    if getattr(args, "hole_fill", None):
+        model.hole_fill = args.hole_fill
 
 
 def sampler_from_args(model, args):
@@ -88,6 +103,7 @@ def cmd_inpaint(args) -> int:
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     model, model_dir = load_model(args.model, args.device, args.precision)
+    apply_hole_fill(model, args)
     sampler = sampler_from_args(model, args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -113,7 +129,8 @@ def cmd_inpaint(args) -> int:
                 save_png(strips[j], out / "steps" / f"{ip.stem}.png")
     dt = time.perf_counter() - t0
     print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
-          f"gamma={sampler.gamma} steps={sampler.steps} stop={sampler.stop} model={model_dir})")
+          f"gamma={sampler.gamma} steps={sampler.steps} stop={sampler.stop} hole fill={model.hole_fill} "
+          f"model={model_dir})")
     return 0
 
 
@@ -149,6 +166,7 @@ def cmd_visualize(args) -> int:
     from .visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
 
     model, _ = load_model(args.model, args.device, args.precision)
+    apply_hole_fill(model, args)
     sampler = sampler_from_args(model, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,6 +218,7 @@ def cmd_sweep(args) -> int:
     from .model import load_model, resolve_device
 
     model, model_dir = load_model(args.model, args.device, args.precision)
+    apply_hole_fill(model, args)
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]
@@ -232,7 +251,7 @@ def cmd_fid_curve(args) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
     run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
                   limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log,
-                  precision=args.precision)
+                  precision=args.precision, hole_fill=args.hole_fill)
     print(f"wrote {out / 'fid_curve.csv'}, {out / 'fid_curve.png'}, {out / 'fid_curve.json'}")
     return 0
 
@@ -403,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
     q.add_argument("--device", default="auto")
+    add_hole_fill_arg(q)
     add_precision_arg(q)
     q.set_defaults(func=cmd_sweep)
 

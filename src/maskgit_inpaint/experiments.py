@@ -201,14 +201,14 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
                          "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
-                         "model_hash": mhash})
+                         "hole_fill": model.hole_fill, "model_hash": mhash})
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
                 f"t={cfg.temperature} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image")
     summary = summarize(rows)
     write_csv(out_dir / "sweep.csv", rows)
     rec = record(model_dir, model.config, list(seeds), images=len(names), precision=precision,
-                 sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
+                 hole_fill=model.hole_fill, sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
     write_json(out_dir / "sweep.json", rec)
     (out_dir / "sweep.md").write_text(markdown_table(summary, rec))
     plot_sweep(summary, out_dir / "sweep.png", title=f"{len(names)} images, seeds {list(seeds)}")
@@ -234,7 +234,8 @@ def summarize(rows: list[dict]) -> list[dict]:
 def markdown_table(summary: list[dict], rec: dict) -> str:
     lines = [f"<!-- {rec['command']} -->",
              f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}, "
-             f"transformer in {rec.get('precision', 'fp32')}; FID mean +- std over seeds.",
+             f"transformer in {rec.get('precision', 'fp32')}, hole fill {rec.get('hole_fill', 'mean')}; "
+             "FID mean +- std over seeds.",
              "",
              "| gamma | T | stop | choice temp | sample temp | FID raw | FID composite | s/image |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -296,7 +297,7 @@ def run_checkpoints(run_dir) -> list[Path]:
 
 def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, sampler_overrides=None,
                   limit: int | None = None, batch_size: int = 64, device="cpu", inception=None,
-                  log=print, precision: str = "auto") -> dict:
+                  log=print, precision: str = "auto", hole_fill: str | None = None) -> dict:
     """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
     transformer run, reconstruction FID for a tokenizer run. Writes fid_curve.{csv,json,png}."""
     from .model import MaskGIT
@@ -326,6 +327,8 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
         model, _ = model_from_checkpoint(run_dir, path, config, tokenizer=tok)
         model = model.to(device)
         model.precision = precision
+        if hole_fill:
+            model.hole_fill = hole_fill
         row = {"checkpoint": path.name, "epoch": int(meta.get("epoch", -1)) + 1,
                "step": int(meta.get("global_step", -1))}
         if kind == "transformer":
@@ -346,7 +349,9 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
     write_csv(out_dir / "fid_curve.csv", rows)
     rec = record(None, config, [seed], run_dir=str(run_dir.resolve()), kind=kind, images=len(names),
                  precision=resolve_precision(precision, device),
-                 sampler=asdict(sampler) if sampler else None, rows=rows)
+                 sampler=asdict(sampler) if sampler else None,
+                 hole_fill=(hole_fill or config.get("hole_fill", "harmonic")) if kind == "transformer" else None,
+                 rows=rows)
     write_json(out_dir / "fid_curve.json", rec)
     plot_fid_curve(rows, out_dir / "fid_curve.png", kind, title=f"{run_dir.name}: {len(names)} images")
     return rec

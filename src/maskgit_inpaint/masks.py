@@ -40,6 +40,31 @@ def token_to_pixel_mask(unknown: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(m, size=(size, size), mode="nearest")[:, 0] > 0
 
 
+def harmonic_fill(x: torch.Tensor, known: torch.Tensor, iters: int = 8) -> torch.Tensor:
+    """Fill the holes of `x` (B,C,H,W) smoothly from the known pixels around them; `known`
+    (B,H,W) bool. Known pixels are returned unchanged.
+
+    The tokenizer's encoder sees the whole image (its GroupNorms pool over it), so a flat
+    hole colour shifts even tokens far from the hole; a smooth fill keeps the known tokens
+    much closer to those of the full image, which is what the transformer was trained on.
+    Coarse-to-fine: the hole is first filled at half resolution (recursively), upsampled,
+    then relaxed with a few Jacobi sweeps of the Laplace equation.
+    """
+    k = known.to(x.dtype)[:, None]
+    if bool(k.all()):
+        return x
+    b, c, h, w = x.shape
+    if min(h, w) <= 2 or h % 2 or w % 2:
+        mean = (x * k).sum((2, 3), keepdim=True) / k.sum((2, 3), keepdim=True).clamp(min=1)
+        return torch.where(k > 0, x, mean.expand_as(x))
+    num, den = F.avg_pool2d(x * k, 2), F.avg_pool2d(k, 2)
+    coarse = harmonic_fill(num / den.clamp(min=1e-6), den[:, 0] > 0, iters)
+    y = torch.where(k > 0, x, F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False))
+    for _ in range(iters):
+        y = torch.where(k > 0, x, F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1))
+    return y
+
+
 # ----------------------------------------------------------------------------- generators
 def random_walk_mask(size: int = 64, rng: np.random.Generator | None = None,
                      coverage: tuple[float, float] = (0.15, 0.35)) -> np.ndarray:

@@ -15,7 +15,7 @@ import torch.nn as nn
 import yaml
 
 from .checkpoints import WeightsError, atomic_write, load_safetensors, load_strict, save_safetensors
-from .masks import pixel_to_token_mask
+from .masks import harmonic_fill, pixel_to_token_mask
 from .sampling import SamplerConfig, inpaint_tokens
 from .tokenizer import VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
@@ -29,6 +29,15 @@ class ModelDirError(ValueError):
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# What the encoder sees in the holes: a smooth fill from the surrounding pixels ("harmonic"),
+# or the flat mean colour ("mean", the course lab's choice).
+HOLE_FILLS = ("harmonic", "mean")
+
+
+def check_hole_fill(fill: str) -> str:
+    if fill not in HOLE_FILLS:
+        raise ValueError(f"hole_fill must be one of {', '.join(HOLE_FILLS)}, got {fill!r}")
+    return fill
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
@@ -90,6 +99,7 @@ class MaskGIT(nn.Module):
         self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
         self.sampler = sampler_from_dict(config.get("sampler"))
         self.precision = "auto"  # of the transformer at inference: auto, fp32 or bf16
+        self.hole_fill = check_hole_fill(config.get("hole_fill", "harmonic"))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -127,19 +137,27 @@ class MaskGIT(nn.Module):
     @torch.no_grad()
     def inpaint(self, images01: torch.Tensor, known: torch.Tensor, sampler: SamplerConfig | None = None,
                 seed: int | torch.Tensor = 0, composite: bool = True, dilate: int = 0,
-                return_steps: bool = False, precision: str | None = None) -> InpaintOutput:
+                return_steps: bool = False, precision: str | None = None,
+                hole_fill: str | None = None) -> InpaintOutput:
         """Fill the holes of `images01` (B,3,H,W) in [0,1]; `known` (B,H,W) bool, True = known pixel.
 
-        Hole pixels are replaced by the mean colour before encoding, so whatever the input
-        holds there cannot leak into the result. `precision` (default: `self.precision`) is
-        that of the transformer's forward passes; see `resolve_precision`.
+        Before encoding, hole pixels are replaced by `hole_fill` (default `self.hole_fill`):
+        computed from the known pixels only, so whatever the input holds there cannot leak
+        into the result. The harmonic fill keeps the known tokens closer to those of the full
+        image (on the default model's val set, 23 % of them change instead of 46 %), which
+        lowers FID a lot. `precision` (default: `self.precision`) is that of the
+        transformer's forward passes; see `resolve_precision`.
         """
         if self.transformer is None:
             raise ModelDirError("this model directory holds only a tokenizer; inpainting needs a transformer")
         sampler = sampler or self.sampler
         images01 = images01.to(self.device, torch.float32)
         known = known.to(self.device, torch.bool)
-        x = self.normalize(images01) * known[:, None]
+        x = self.normalize(images01)
+        if check_hole_fill(hole_fill or self.hole_fill) == "mean":
+            x = x * known[:, None]  # 0 in normalised space is the mean colour
+        else:
+            x = harmonic_fill(x, known)
         tokens = self.tokenizer.encode(x)
         unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate)
         prec = resolve_precision(precision or self.precision, self.device)
