@@ -25,6 +25,7 @@ from maskgit_inpaint.model import MaskGIT
 from maskgit_inpaint.training import (
     TokenizerModule,
     TransformerModule,
+    context_inputs,
     export_run,
     inpaint_mask_bank,
     load_run_config,
@@ -880,3 +881,91 @@ def test_freeze_encoder_trains_the_decoder_and_keeps_every_token(tmp_path, tok_i
     assert any(not torch.equal(sd0[k], sd1[k]) for k in sd0 if k.startswith("decoder."))
     x = torch.rand(4, 3, 64, 64) * 2 - 1
     assert torch.equal(before.tokenizer.encode(x), after.tokenizer.encode(x))
+
+
+# ============================================================================= inpainting context
+def test_context_inputs_mask_only_hole_tokens_and_show_the_masked_views_context():
+    g = torch.Generator().manual_seed(0)
+    b, v, n = 64, 3, 64
+    tokens = torch.randint(0, 100, (b, n), generator=g)
+    ctx = torch.randint(100, 200, (b, v, n), generator=g)  # distinguishable from the true tokens
+    unknown = torch.rand(b, v, n, generator=g) < 0.3
+    base = torch.zeros(b, n, dtype=torch.bool)
+    base[:, :5] = True
+    inputs, mask = context_inputs(tokens, ctx, unknown, 0.5, generator=torch.Generator().manual_seed(1),
+                                  base_mask=base)
+    used = (inputs >= 100).any(1)  # samples given a masked view
+    assert 10 < int(used.sum()) < 54
+    for i in range(b):
+        if not used[i]:
+            assert torch.equal(inputs[i], tokens[i]) and torch.equal(mask[i], base[i])
+            continue
+        view = [j for j in range(v) if torch.equal(inputs[i][~unknown[i, j]], ctx[i, j][~unknown[i, j]])]
+        assert len(view) == 1
+        hole = unknown[i, view[0]]
+        assert mask[i].any() and not (mask[i] & ~hole).any()  # masked tokens lie in the hole
+        assert torch.equal(inputs[i][hole], tokens[i][hole])  # the rest of the hole: true tokens
+    # prob 1: every sample; the masked share of the hole spreads over (0, 1]
+    inputs, mask = context_inputs(tokens, ctx, unknown, 1.0, generator=torch.Generator().manual_seed(2))
+    assert (inputs >= 100).any(1).all()
+    frac = []
+    for i in range(b):
+        j = next(j for j in range(v) if torch.equal(inputs[i][~unknown[i, j]], ctx[i, j][~unknown[i, j]]))
+        frac.append(float(mask[i].sum() / unknown[i, j].sum()))
+    assert min(frac) < 0.3 and max(frac) > 0.7 and max(frac) <= 1.0
+
+
+def test_context_inputs_fall_back_to_the_base_mask_without_a_hole():
+    tokens = torch.randint(0, 10, (4, 16))
+    ctx = torch.randint(10, 20, (4, 1, 16))
+    unknown = torch.zeros(4, 1, 16, dtype=torch.bool)
+    base = torch.rand(4, 16) < 0.5
+    inputs, mask = context_inputs(tokens, ctx, unknown, 1.0, base_mask=base)
+    assert torch.equal(inputs, tokens) and torch.equal(mask, base)
+
+
+def test_context_cache_holds_masked_views_and_is_reused(tmp_path, images32, tok_dir):
+    from maskgit_inpaint.data import context_cache, find_images, token_cache
+
+    tok = MaskGIT.from_dir(tok_dir, require_transformer=False)
+    files = find_images(images32)[:8]
+    args = (tok.tokenizer, files, 64, [0.5] * 3, [0.5] * 3)
+    full = token_cache(tmp_path / "t.safetensors", *args, flip=True)
+    toks, unk = context_cache(tmp_path / "c.safetensors", *args, flip=True, views=2, seed=0)
+    assert toks.shape == unk.shape == (16, 2, 256) and unk.dtype == torch.bool
+    assert unk.any(2).all() and (~unk).any(2).all()  # every view has a hole and known tokens
+    assert not torch.equal(toks[:, 0], full) and (toks[:, 0] == full).float().mean() > 0.3
+    # the view of image i is that image (not another one) with a hole: check by re-encoding
+    from maskgit_inpaint.data import load_folder
+    from maskgit_inpaint.masks import harmonic_fill
+
+    again, again_unk = context_cache(tmp_path / "c.safetensors", *args, flip=True, views=2, seed=0)
+    assert torch.equal(again, toks) and torch.equal(again_unk, unk)
+    other, _ = context_cache(tmp_path / "c.safetensors", *args, flip=True, views=2, seed=1)
+    assert not torch.equal(other, toks)  # another seed rebuilds
+    # each view is its own image with a hole: re-encode it with the bank mask that covers that hole
+    from maskgit_inpaint.data import pixel_mask_bank
+    from maskgit_inpaint.masks import pixel_to_token_mask
+
+    bank = pixel_mask_bank(size=64, seed=1234)
+    imgs, _ = load_folder(files, 64)
+    imgs = torch.cat([imgs, imgs.flip(-1)])
+    bank_unk = pixel_to_token_mask(bank, 16)
+    for i in (0, 9):  # an image and a mirrored one
+        cands = [m for m in range(len(bank)) if torch.equal(bank_unk[m], unk[i, 0])]
+        x = tok.normalize(imgs[i:i + 1].float() / 255)
+        assert any(torch.equal(tok.tokenizer.encode(harmonic_fill(x, bank[m:m + 1]))[0], toks[i, 0])
+                   for m in cands)
+
+
+def test_transformer_trains_with_context_views_end_to_end(tmp_path, images32, tok_dir):
+    cfg = _t2_config(images32, batch_size=8, max_steps=3, context_views=2, context_prob=0.5)
+    cfg["data"]["val_fraction"] = 0.25
+    run = train_transformer(cfg, tmp_path / "run", tok_dir, accelerator="cpu")
+    assert (run / "cache" / "train_context.safetensors").is_file()
+    rows = read_metrics(run)
+    assert any(r.get("val/context_loss") not in (None, "") for r in rows)
+    assert _ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+    bad = _t2_config(images32, batch_size=8, max_steps=1, context_views=1, context_prob=1.5)
+    with pytest.raises(ValueError, match="context_prob"):
+        train_transformer(bad, tmp_path / "bad", tok_dir, accelerator="cpu")

@@ -167,3 +167,82 @@ def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int,
     atomic_write(cache_path, lambda tmp: save_file({"tokens": tokens.to(torch.uint16)}, tmp, metadata={"key": key}))
     log.info("token cache: %d token grids in %.0f s", len(tokens), time.perf_counter() - t0)
     return tokens
+
+
+def pixel_mask_bank(count: int = 2048, size: int = 64, seed: int = 1234) -> torch.Tensor:
+    """(count, size, size) bool known-pixel masks, an even mix of every mask generator."""
+    from .masks import GENERATORS, generate_masks
+
+    per = max(1, count // len(GENERATORS))
+    return torch.cat([torch.from_numpy(generate_masks(k, per, size, seed)) for k in GENERATORS])
+
+
+@torch.no_grad()
+def encode_masked_views(tokenizer, images_u8: torch.Tensor, mean, std, views: int, latent: int,
+                        mask_bank: torch.Tensor, seed: int = 0, batch_size: int = 128,
+                        device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens of each image as inpainting sees it: `views` random masks per image from
+    `mask_bank`, holes filled as `MaskGIT.inpaint` fills them, then encoded.
+
+    Returns (tokens (M, views, N) int64, unknown (M, views, N) bool). The known tokens of a
+    masked image differ from those of the full image (the encoder sees the whole image), so
+    a transformer trained only on full-image tokens meets unfamiliar context at inference.
+    """
+    from .masks import harmonic_fill, pixel_to_token_mask
+
+    tokenizer = tokenizer.to(device).eval()
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randint(0, len(mask_bank), (len(images_u8), views), generator=g)
+    toks, unks = [], []
+    for v in range(views):
+        tv, uv = [], []
+        for i in range(0, len(images_u8), batch_size):
+            known = mask_bank[pick[i:i + batch_size, v]].to(device)
+            x = (images_u8[i:i + batch_size].to(device).float() / 255.0 - m) / s
+            tv.append(tokenizer.encode(harmonic_fill(x, known)).cpu())
+            uv.append(pixel_to_token_mask(known, latent).cpu())
+        toks.append(torch.cat(tv))
+        unks.append(torch.cat(uv))
+    return torch.stack(toks, 1), torch.stack(unks, 1)
+
+
+def context_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int, mean, std,
+                  flip: bool = True, views: int = 4, seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """`encode_masked_views` of every image (and of its mirror image when `flip`, in the order
+    of `token_cache`), cached like `token_cache`: (tokens (M, views, N), unknown (M, views, N))."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from .checkpoints import atomic_write
+
+    cache_path = Path(cache_path)
+    key = (f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
+           f"-views{views}-seed{seed}")
+    if cache_path.is_file():
+        try:
+            with safe_open(str(cache_path), "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("key") == key:
+                d = load_file(str(cache_path))
+                return d["tokens"].to(torch.int64), d["unknown"]
+            log.info("context cache %s is stale (tokenizer or data changed): rebuilding", cache_path)
+        except Exception as e:  # a damaged cache is rebuilt, never trusted
+            log.warning("context cache %s unreadable (%s): rebuilding", cache_path, e)
+    import time
+
+    t0 = time.perf_counter()
+    images, _ = load_folder(files, size)
+    if flip:
+        images = torch.cat([images, images.flip(-1)])
+    log.info("encoding %d masked views of %d images into the context cache %s (once)", views, len(images), cache_path)
+    latent = tokenizer.cfg.latent_size
+    tokens, unknown = encode_masked_views(tokenizer, images, mean, std, views, latent,
+                                          pixel_mask_bank(size=size, seed=1234 + seed), seed=seed, device=device)
+    if int(tokens.max()) >= 2 ** 16:
+        raise ValueError("codebook too large for a uint16 token cache")
+    atomic_write(cache_path, lambda tmp: save_file({"tokens": tokens.to(torch.uint16), "unknown": unknown},
+                                                   tmp, metadata={"key": key}))
+    log.info("context cache: %d x %d masked views in %.0f s", len(tokens), views, time.perf_counter() - t0)
+    return tokens, unknown

@@ -43,6 +43,9 @@ TRANSFORMER_TRAINING = {
     "ema_decay": 0.0, "accumulate": 1, "ckpt_every_steps": 500, "log_every": 25, "num_workers": 0,
     "seed": 0, "devices": "auto", "num_nodes": 1, "strategy": "auto", "flip": True,
     "time_budget_s": None, "epoch_checkpoints": True,
+    # inpainting context: this many masked views per training image (0 = off), used for
+    # a `context_prob` fraction of each batch (see `context_mask`)
+    "context_views": 0, "context_prob": 0.5,
 }
 DATA = {"train": None, "val": None, "val_fraction": 0.05, "normalization": "default"}
 
@@ -296,6 +299,35 @@ def inpaint_mask_bank(count: int = 4096, size: int = 64, latent: int = 16, seed:
     return pixel_to_token_mask(known, latent)
 
 
+def context_inputs(tokens: torch.Tensor, ctx_tokens: torch.Tensor, ctx_unknown: torch.Tensor, prob: float,
+                   schedule: str = "cosine", generator: torch.Generator | None = None,
+                   base_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training inputs that look like inpainting: (context tokens (B,N), mask (B,N)).
+
+    For a `prob` fraction of the samples, one of their masked views (ctx_tokens, ctx_unknown:
+    (B,V,N)) is drawn: the known tokens are those encoded from the image with a hole, and a
+    gamma(r) fraction of the hole's tokens is masked, the rest of the hole holding the true
+    tokens (as if decoded in earlier steps). The other samples keep their own tokens and
+    `base_mask` (the usual MVTM mask). The loss stays the cross-entropy against the
+    full image's tokens on the masked positions.
+    """
+    b, v, n = ctx_tokens.shape
+    dev = tokens.device
+    use = torch.rand(b, generator=generator).to(dev) < prob
+    view = torch.randint(0, v, (b,), generator=generator).to(dev)
+    ctx = ctx_tokens[torch.arange(b, device=dev), view]
+    hole = ctx_unknown[torch.arange(b, device=dev), view].bool()
+    use &= hole.any(1)
+    r = torch.rand(b, generator=generator)
+    k = torch.ceil(gamma_fn(schedule, r).to(dev) * hole.sum(1)).clamp(min=1).long()
+    score = torch.rand(b, n, generator=generator).to(dev).masked_fill(~hole, 2.0)
+    rank = score.argsort(1).argsort(1)
+    ctx_mask = (rank < k[:, None]) & hole
+    inputs = torch.where(use[:, None], torch.where(hole, tokens, ctx), tokens)
+    mask = ctx_mask if base_mask is None else torch.where(use[:, None], ctx_mask, base_mask)
+    return inputs, mask
+
+
 class TransformerModule(L.LightningModule):
     """Masked visual token modelling: cross-entropy on masked tokens."""
 
@@ -315,10 +347,13 @@ class TransformerModule(L.LightningModule):
     def codebook_size(self) -> int:
         return self.transformer.cfg.codebook_size
 
-    def loss(self, tokens: torch.Tensor, mask: torch.Tensor, smoothing: float | None = None):
+    def loss(self, tokens: torch.Tensor, mask: torch.Tensor, smoothing: float | None = None,
+             inputs: torch.Tensor | None = None):
         """Mean over samples of each sample's mean CE over its masked tokens: this makes
-        gradient accumulation over k micro-batches equal one batch k times as large."""
-        inp = torch.where(mask, torch.full_like(tokens, self.transformer.mask_token_id), tokens)
+        gradient accumulation over k micro-batches equal one batch k times as large.
+        `inputs`: the unmasked tokens the model sees, when not `tokens` (inpainting context)."""
+        inputs = tokens if inputs is None else inputs
+        inp = torch.where(mask, torch.full_like(tokens, self.transformer.mask_token_id), inputs)
         logits = self.transformer(inp)[..., : self.codebook_size].float()
         ce = F.cross_entropy(logits.transpose(1, 2), tokens,
                              label_smoothing=self.t["label_smoothing"] if smoothing is None else smoothing,
@@ -331,7 +366,11 @@ class TransformerModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         tokens = batch[0].long()
         mask = mvtm_mask(tokens, self.t["mask_mode"], self.t["mask_gamma"], mask_bank=self.mask_bank)
-        loss, acc = self.loss(tokens, mask)
+        inputs = None
+        if len(batch) == 3:  # masked views from the context cache
+            inputs, mask = context_inputs(tokens, batch[1].long(), batch[2], self.t["context_prob"],
+                                          self.t["mask_gamma"], base_mask=mask)
+        loss, acc = self.loss(tokens, mask, inputs=inputs)
         self.log_dict({"train/loss": loss, "train/acc": acc}, prog_bar=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
@@ -342,6 +381,10 @@ class TransformerModule(L.LightningModule):
         mask = mvtm_mask(tokens, self.t["mask_mode"], self.t["mask_gamma"], generator=g, mask_bank=self.mask_bank)
         loss, acc = self.loss(tokens, mask, smoothing=0.0)
         self.log_dict({"val/loss": loss, "val/acc": acc}, prog_bar=True, sync_dist=True)
+        if len(batch) == 3:  # the inpainting task itself: every sample through one masked view
+            inputs, cmask = context_inputs(tokens, batch[1].long(), batch[2], 1.0, self.t["mask_gamma"], generator=g)
+            closs, cacc = self.loss(tokens, cmask, smoothing=0.0, inputs=inputs)
+            self.log_dict({"val/context_loss": closs, "val/context_acc": cacc}, sync_dist=True)
 
     def configure_optimizers(self):
         t = self.t
@@ -501,7 +544,7 @@ class FinalCheckpoint(Callback):
                 step = None
             if step == trainer.global_step:
                 return
-        trainer.save_checkpoint(str(self.path))
+        trainer.save_checkpoint(str(self.path), weights_only=False)  # full: optimiser too, for --resume
 
 
 def _check_batches(n_items: int, batch_size: int, what: str, data_dir) -> None:
@@ -624,7 +667,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
                       accelerator: str = "auto", init: str | Path | None = None) -> Path:
     """Stage 2 on the tokens of `tokenizer_dir`. `init`: a full model directory whose transformer
     weights (and architecture) to start from; its tokenizer is used when `tokenizer_dir` is None."""
-    from .data import split_files, token_cache
+    from .data import context_cache, split_files, token_cache
     from .model import MaskGIT
 
     run_dir = Path(run_dir)
@@ -670,12 +713,24 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
     dev = "cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu"
     train_tok = token_cache(run_dir / "cache" / "train_tokens.safetensors", tok_model.tokenizer, train_files, size,
                             norm["mean"], norm["std"], flip=t["flip"], device=dev)
-    loaders = {"train_dataloaders": DataLoader(TensorDataset(train_tok), batch_size=t["batch_size"], shuffle=True,
+    train_set = [train_tok]
+    if t["context_views"] > 0:
+        if not 0.0 <= t["context_prob"] <= 1.0:
+            raise ValueError(f"transformer_training.context_prob must be in [0, 1], got {t['context_prob']}")
+        train_set += context_cache(run_dir / "cache" / "train_context.safetensors", tok_model.tokenizer, train_files,
+                                   size, norm["mean"], norm["std"], flip=t["flip"], views=t["context_views"],
+                                   seed=t["seed"], device=dev)
+    loaders = {"train_dataloaders": DataLoader(TensorDataset(*train_set), batch_size=t["batch_size"], shuffle=True,
                                                drop_last=True, num_workers=t["num_workers"])}
     if val_files:
         val_tok = token_cache(run_dir / "cache" / "val_tokens.safetensors", tok_model.tokenizer, val_files, size,
                               norm["mean"], norm["std"], flip=False, device=dev)
-        loaders["val_dataloaders"] = DataLoader(TensorDataset(val_tok), batch_size=128, shuffle=False)
+        val_set = [val_tok]
+        if t["context_views"] > 0:
+            val_set += context_cache(run_dir / "cache" / "val_context.safetensors", tok_model.tokenizer, val_files,
+                                     size, norm["mean"], norm["std"], flip=False, views=1, seed=t["seed"] + 1,
+                                     device=dev)
+        loaders["val_dataloaders"] = DataLoader(TensorDataset(*val_set), batch_size=128, shuffle=False)
     _check_batches(len(train_tok), t["batch_size"], "samples (images, with flips)", data["train"])
     steps_per_epoch = max(1, len(train_tok) // t["batch_size"] // t["accumulate"])
     total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
