@@ -47,11 +47,6 @@ def add_hole_fill_arg(p) -> None:
                         "else harmonic")
 
 
-def apply_hole_fill(model, args) -> None:
-    if getattr(args, "hole_fill", None):
-        model.hole_fill = args.hole_fill
-
-
 def sampler_from_args(model, args):
     from dataclasses import replace
 
@@ -102,8 +97,7 @@ def cmd_inpaint(args) -> int:
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model, model_dir = load_model(args.model, args.device, args.precision)
-    apply_hole_fill(model, args)
+    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill)
     sampler = sampler_from_args(model, args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -165,8 +159,7 @@ def cmd_visualize(args) -> int:
     from .model import load_model
     from .visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
 
-    model, _ = load_model(args.model, args.device, args.precision)
-    apply_hole_fill(model, args)
+    model, _ = load_model(args.model, args.device, args.precision, args.hole_fill)
     sampler = sampler_from_args(model, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,8 +210,7 @@ def cmd_sweep(args) -> int:
     from .experiments import load_eval_set, parse_list, run_sweep, sweep_configs
     from .model import load_model, resolve_device
 
-    model, model_dir = load_model(args.model, args.device, args.precision)
-    apply_hole_fill(model, args)
+    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill)
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]

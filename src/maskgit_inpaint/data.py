@@ -128,6 +128,34 @@ def encode_tokens(tokenizer, images_u8: torch.Tensor, mean, std, batch_size: int
     return torch.cat(out)
 
 
+def _cached(cache_path: Path, key: str, build, what: str) -> dict[str, torch.Tensor]:
+    """The tensors stored at `cache_path` when its metadata key is `key`, else `build()`'s,
+    written atomically with that key. A damaged or stale file is rebuilt, never trusted."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from .checkpoints import atomic_write
+
+    if cache_path.is_file():
+        try:
+            with safe_open(str(cache_path), "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("key") == key:
+                return load_file(str(cache_path))
+            log.info("%s %s is stale (tokenizer or data changed): rebuilding", what, cache_path)
+        except Exception as e:
+            log.warning("%s %s unreadable (%s): rebuilding", what, cache_path, e)
+    tensors = build()
+    atomic_write(cache_path, lambda tmp: save_file(tensors, tmp, metadata={"key": key}))
+    return tensors
+
+
+def _as_uint16(tokens: torch.Tensor) -> torch.Tensor:
+    if int(tokens.max()) >= 2 ** 16:
+        raise ValueError("codebook too large for a uint16 token cache")
+    return tokens.to(torch.uint16)
+
+
 def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int, mean, std,
                 flip: bool = True, device="cpu") -> torch.Tensor:
     """Tokens of every image (and of its mirror image when `flip`), (M, N) int64.
@@ -135,38 +163,23 @@ def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int,
     Stored as uint16 in a safetensors file keyed by a fingerprint of the tokenizer weights and
     of the image files, so it is rebuilt automatically when either changes.
     """
-    from safetensors.torch import load_file, save_file
-
-    from .checkpoints import atomic_write
-
-    cache_path = Path(cache_path)
-    key = f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
-    if cache_path.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(cache_path), "pt") as f:
-                meta = f.metadata() or {}
-            if meta.get("key") == key:
-                return load_file(str(cache_path))["tokens"].to(torch.int64)
-            log.info("token cache %s is stale (tokenizer or data changed): rebuilding", cache_path)
-        except Exception as e:  # a damaged cache is rebuilt, never trusted
-            log.warning("token cache %s unreadable (%s): rebuilding", cache_path, e)
     import time
 
-    t0 = time.perf_counter()
-    log.info("encoding %d images%s into the token cache %s (once; reused until the tokenizer or data change)",
-             len(files), " and their mirror images" if flip else "", cache_path)
-    images, _ = load_folder(files, size)
-    toks = [encode_tokens(tokenizer, images, mean, std, device=device)]
-    if flip:
-        toks.append(encode_tokens(tokenizer, images.flip(-1), mean, std, device=device))
-    tokens = torch.cat(toks)
-    if int(tokens.max()) >= 2 ** 16:
-        raise ValueError("codebook too large for a uint16 token cache")
-    atomic_write(cache_path, lambda tmp: save_file({"tokens": tokens.to(torch.uint16)}, tmp, metadata={"key": key}))
-    log.info("token cache: %d token grids in %.0f s", len(tokens), time.perf_counter() - t0)
-    return tokens
+    key = f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
+
+    def build():
+        t0 = time.perf_counter()
+        log.info("encoding %d images%s into the token cache %s (once; reused until the tokenizer or data change)",
+                 len(files), " and their mirror images" if flip else "", cache_path)
+        images, _ = load_folder(files, size)
+        toks = [encode_tokens(tokenizer, images, mean, std, device=device)]
+        if flip:
+            toks.append(encode_tokens(tokenizer, images.flip(-1), mean, std, device=device))
+        tokens = torch.cat(toks)
+        log.info("token cache: %d token grids in %.0f s", len(tokens), time.perf_counter() - t0)
+        return {"tokens": _as_uint16(tokens)}
+
+    return _cached(Path(cache_path), key, build, "token cache")["tokens"].to(torch.int64)
 
 
 def pixel_mask_bank(count: int = 2048, size: int = 64, seed: int = 1234) -> torch.Tensor:
@@ -212,37 +225,22 @@ def context_cache(cache_path: str | Path, tokenizer, files: list[Path], size: in
                   flip: bool = True, views: int = 4, seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """`encode_masked_views` of every image (and of its mirror image when `flip`, in the order
     of `token_cache`), cached like `token_cache`: (tokens (M, views, N), unknown (M, views, N))."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    from .checkpoints import atomic_write
-
-    cache_path = Path(cache_path)
-    key = (f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
-           f"-views{views}-seed{seed}")
-    if cache_path.is_file():
-        try:
-            with safe_open(str(cache_path), "pt") as f:
-                meta = f.metadata() or {}
-            if meta.get("key") == key:
-                d = load_file(str(cache_path))
-                return d["tokens"].to(torch.int64), d["unknown"]
-            log.info("context cache %s is stale (tokenizer or data changed): rebuilding", cache_path)
-        except Exception as e:  # a damaged cache is rebuilt, never trusted
-            log.warning("context cache %s unreadable (%s): rebuilding", cache_path, e)
     import time
 
-    t0 = time.perf_counter()
-    images, _ = load_folder(files, size)
-    if flip:
-        images = torch.cat([images, images.flip(-1)])
-    log.info("encoding %d masked views of %d images into the context cache %s (once)", views, len(images), cache_path)
-    latent = tokenizer.cfg.latent_size
-    tokens, unknown = encode_masked_views(tokenizer, images, mean, std, views, latent,
-                                          pixel_mask_bank(size=size, seed=1234 + seed), seed=seed, device=device)
-    if int(tokens.max()) >= 2 ** 16:
-        raise ValueError("codebook too large for a uint16 token cache")
-    atomic_write(cache_path, lambda tmp: save_file({"tokens": tokens.to(torch.uint16), "unknown": unknown},
-                                                   tmp, metadata={"key": key}))
-    log.info("context cache: %d x %d masked views in %.0f s", len(tokens), views, time.perf_counter() - t0)
-    return tokens, unknown
+    key = (f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
+           f"-views{views}-seed{seed}")
+
+    def build():
+        t0 = time.perf_counter()
+        images, _ = load_folder(files, size)
+        if flip:
+            images = torch.cat([images, images.flip(-1)])
+        log.info("encoding %d masked views of %d images into the context cache %s (once)", views, len(images),
+                 cache_path)
+        tokens, unknown = encode_masked_views(tokenizer, images, mean, std, views, tokenizer.cfg.latent_size,
+                                              pixel_mask_bank(size=size, seed=1234 + seed), seed=seed, device=device)
+        log.info("context cache: %d x %d masked views in %.0f s", len(tokens), views, time.perf_counter() - t0)
+        return {"tokens": _as_uint16(tokens), "unknown": unknown}
+
+    d = _cached(Path(cache_path), key, build, "context cache")
+    return d["tokens"].to(torch.int64), d["unknown"]

@@ -350,7 +350,7 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
     rec = record(None, config, [seed], run_dir=str(run_dir.resolve()), kind=kind, images=len(names),
                  precision=resolve_precision(precision, device),
                  sampler=asdict(sampler) if sampler else None,
-                 hole_fill=(hole_fill or config.get("hole_fill", "harmonic")) if kind == "transformer" else None,
+                 hole_fill=model.hole_fill if kind == "transformer" else None,
                  rows=rows)
     write_json(out_dir / "fid_curve.json", rec)
     plot_fid_curve(rows, out_dir / "fid_curve.png", kind, title=f"{run_dir.name}: {len(names)} images")

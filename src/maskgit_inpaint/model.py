@@ -242,9 +242,10 @@ def has_default_model() -> bool:
 
 
 def load_model(model_dir: str | Path | None = None, device: str = "auto",
-               precision: str = "auto") -> tuple["MaskGIT", Path]:
+               precision: str = "auto", hole_fill: str | None = None) -> tuple["MaskGIT", Path]:
     """A full model for inference and its directory: `model_dir`, else the bundled default.
-    The one loader behind the CLI, the demo and the web app."""
+    The one loader behind the CLI, the demo and the web app. `hole_fill` overrides the
+    model's config."""
     if model_dir is None:
         if not has_default_model():
             raise ModelDirError("no default model is bundled with this installation; "
@@ -252,6 +253,8 @@ def load_model(model_dir: str | Path | None = None, device: str = "auto",
         model_dir = default_model_dir()
     model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
     model.precision = precision
+    if hole_fill is not None:
+        model.hole_fill = check_hole_fill(hole_fill)
     return model, Path(model_dir)
 
 
