@@ -44,7 +44,7 @@ TRANSFORMER_TRAINING = {
     "seed": 0, "devices": "auto", "num_nodes": 1, "strategy": "auto", "flip": True,
     "time_budget_s": None, "epoch_checkpoints": True,
     # inpainting context: this many masked views per training image (0 = off), used for
-    # a `context_prob` fraction of each batch (see `context_mask`)
+    # a `context_prob` fraction of each batch (see `context_inputs`)
     "context_views": 0, "context_prob": 0.5,
 }
 DATA = {"train": None, "val": None, "val_fraction": 0.05, "normalization": "default"}
@@ -703,6 +703,8 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
     tcfg["num_tokens"] = tok_model.tokenizer.cfg.num_tokens
     config["transformer"] = tcfg
     t = training_config(config, "transformer")
+    if not 0.0 <= t["context_prob"] <= 1.0:  # checked before minutes of token caching
+        raise ValueError(f"transformer_training.context_prob must be in [0, 1], got {t['context_prob']}")
     data = {**DATA, **(config.get("data") or {})}
     config["data"] = data
     save_run_config(run_dir, config)
@@ -715,8 +717,6 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
                             norm["mean"], norm["std"], flip=t["flip"], device=dev)
     train_set = [train_tok]
     if t["context_views"] > 0:
-        if not 0.0 <= t["context_prob"] <= 1.0:
-            raise ValueError(f"transformer_training.context_prob must be in [0, 1], got {t['context_prob']}")
         train_set += context_cache(run_dir / "cache" / "train_context.safetensors", tok_model.tokenizer, train_files,
                                    size, norm["mean"], norm["std"], flip=t["flip"], views=t["context_views"],
                                    seed=t["seed"], device=dev)
