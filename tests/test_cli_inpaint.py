@@ -70,8 +70,31 @@ def test_composite_keeps_known_pixels_and_no_composite_does_not(tools, tiny_mode
         assert np.array_equal(comp[stem][known], rgb[known]), stem
         assert not np.array_equal(comp[stem][~known], rgb[~known]), stem  # the hole was filled
         assert not np.array_equal(raw[stem][known], rgb[known]), stem     # raw decode of a random model
-        # both runs generate the same tokens: where they differ is the known region
-        assert np.array_equal(raw[stem][~known], comp[stem][~known]), stem
+        # the default composite is the seamless clone of the raw decode (same tokens)
+        import torch
+        from maskgit_inpaint.compositing import poisson_paste
+
+        t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255
+        expected = poisson_paste(t(raw[stem]), t(rgb), torch.from_numpy(known)[None]).clamp(0, 1)
+        got = t(comp[stem])
+        assert (got - expected).abs().max() <= 2.5 / 255, stem  # PNG rounding of raw and output
+
+
+def test_blend_paste_puts_the_raw_decode_in_the_holes(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path)
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "paste", "--blend", "paste") == 0
+    assert "blend=paste" in capsys.readouterr().out
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "raw", "--no-composite") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "poisson") == 0
+    assert "blend=poisson" in capsys.readouterr().out
+    paste, raw, poisson = (read_outputs(tmp_path / d) for d in ("paste", "raw", "poisson"))
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(paste[stem][known], rgb[known]), stem
+        assert np.array_equal(paste[stem][~known], raw[stem][~known]), stem
+        assert not np.array_equal(poisson[stem][~known], paste[stem][~known]), stem
+    with pytest.raises(SystemExit):
+        inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "x", "--blend", "feather")
+    assert "feather" in capsys.readouterr().err
 
 
 def test_save_steps_writes_strips(tools, tiny_model_dir, tmp_path):

@@ -82,6 +82,9 @@ def test_sweep_records_command_config_model_hash_and_seeds(sweep_out, tiny_model
     # --precision auto on CPU is fp32, and every result says so
     assert rec["precision"] == "fp32" and all(r["precision"] == "fp32" for r in rec["runs"])
     assert "fp32" in (sweep_out / "sweep.md").read_text()
+    # so does the composite's blend (the model's default: seamless)
+    assert rec["blend"] == "poisson" and all(r["blend"] == "poisson" for r in rec["runs"])
+    assert "composite blend poisson" in (sweep_out / "sweep.md").read_text()
 
 
 def test_sweep_fid_equals_inpaint_then_evaluate(sweep_out, tiny_model_dir, eval_set, tmp_path):

@@ -247,6 +247,26 @@ def test_hole_fill_default_comes_from_config_and_is_checked(tiny):
         MaskGIT({**tiny.config, "hole_fill": "blur"})
 
 
+def test_blend_default_comes_from_config_and_is_checked(tiny):
+    from maskgit_inpaint.compositing import paste_known
+
+    assert tiny.blend == "poisson"
+    x, known = images(2), hole_mask(2)
+    cfg = SamplerConfig(steps=4)
+    raw = tiny.inpaint(x, known, cfg, seed=3, composite=False).images
+    default = tiny.inpaint(x, known, cfg, seed=3).images
+    assert torch.allclose(default, paste_known(raw, x, known, "poisson"))
+    pasted = tiny.inpaint(x, known, cfg, seed=3, blend="paste").images
+    assert torch.equal(pasted, torch.where(known[:, None], x, raw))
+    plain = MaskGIT({**tiny.config, "blend": "paste"})
+    plain.load_state_dict(tiny.state_dict())
+    assert torch.equal(plain.inpaint(x, known, cfg, seed=3).images, pasted)
+    with pytest.raises(ValueError, match="blend"):
+        tiny.inpaint(x, known, cfg, blend="feather")
+    with pytest.raises(ValueError, match="blend"):
+        MaskGIT({**tiny.config, "blend": "feather"})
+
+
 def test_inpaint_batch_equals_one_by_one(tiny):
     x, known = images(3, seed=5), hole_mask(3)
     seeds = torch.tensor([10, 20, 30])

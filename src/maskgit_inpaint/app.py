@@ -248,7 +248,7 @@ class InpaintSettings:
     choice_temperature: float = 4.5    # Gumbel noise on the confidences ("temperature" in the UI)
     temperature: float = 1.0           # sampling temperature of the tokens; 0 = argmax
     seed: int = 0
-    composite: bool = True             # paste the known pixels back over the output
+    composite: bool = True             # put the known pixels back over the output (model.blend: seamless by default)
 
     @classmethod
     def from_model(cls, model, **changes) -> "InpaintSettings":
@@ -328,7 +328,7 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
     else:
         level, what = "info", f"Inpainted {n_hole} of {known.size} pixels ({100 * n_hole / known.size:.1f}%)."
     detail = (f"{steps_run} step{'s' * (steps_run != 1)} of the {sampler.gamma} schedule (T={sampler.steps}), "
-              f"seed {int(settings.seed)}, composite {'on' if settings.composite else 'off'}; "
+              f"seed {int(settings.seed)}, composite {model.blend if settings.composite else 'off'}; "
               f"took {seconds:.2f} s.")
     return InpaintResult(result, strip, " ".join(notes + [what, detail]), level, seconds=seconds, **base)
 

@@ -34,17 +34,24 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
     g.add_argument("--temperature", type=float, help="choice temperature: Gumbel noise on confidences")
     g.add_argument("--sample-temperature", type=float,
                    help="sampling temperature of the predicted tokens (0 = argmax)")
-    add_hole_fill_arg(g)
+    add_fill_args(g)
     add_precision_arg(g)
 
 
-def add_hole_fill_arg(p) -> None:
+def add_fill_args(p) -> None:
+    """--hole-fill (what the encoder sees in the holes) and --blend (how composites put the
+    known pixels back)."""
+    from .compositing import BLENDS
     from .model import HOLE_FILLS
 
     p.add_argument("--hole-fill", choices=HOLE_FILLS,
                    help="what the encoder sees in the holes: a smooth fill from the known pixels (harmonic) "
                         "or the flat mean colour (mean, the course lab's); default: the model's config, "
                         "else harmonic")
+    p.add_argument("--blend", choices=BLENDS,
+                   help="how the known pixels go back over the decoded image (composites only): poisson = "
+                        "seamless cloning, the decoded hole content meets the known pixels without a seam; "
+                        "paste = plain paste; default: the model's config, else poisson")
 
 
 def sampler_from_args(model, args):
@@ -97,7 +104,7 @@ def cmd_inpaint(args) -> int:
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill)
+    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend)
     sampler = sampler_from_args(model, args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -124,6 +131,7 @@ def cmd_inpaint(args) -> int:
     dt = time.perf_counter() - t0
     print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
           f"gamma={sampler.gamma} steps={sampler.steps} stop={sampler.stop} hole fill={model.hole_fill} "
+          f"{'raw decode' if args.no_composite else 'blend=' + model.blend} "
           f"model={model_dir})")
     return 0
 
@@ -159,7 +167,7 @@ def cmd_visualize(args) -> int:
     from .model import load_model
     from .visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
 
-    model, _ = load_model(args.model, args.device, args.precision, args.hole_fill)
+    model, _ = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend)
     sampler = sampler_from_args(model, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,7 +218,7 @@ def cmd_sweep(args) -> int:
     from .experiments import load_eval_set, parse_list, run_sweep, sweep_configs
     from .model import load_model, resolve_device
 
-    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill)
+    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend)
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]
@@ -243,7 +251,7 @@ def cmd_fid_curve(args) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
     run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
                   limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log,
-                  precision=args.precision, hole_fill=args.hole_fill)
+                  precision=args.precision, hole_fill=args.hole_fill, blend=args.blend)
     print(f"wrote {out / 'fid_curve.csv'}, {out / 'fid_curve.png'}, {out / 'fid_curve.json'}")
     return 0
 
@@ -414,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
     q.add_argument("--device", default="auto")
-    add_hole_fill_arg(q)
+    add_fill_args(q)
     add_precision_arg(q)
     q.set_defaults(func=cmd_sweep)
 

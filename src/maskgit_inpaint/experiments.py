@@ -72,8 +72,11 @@ def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[
     return torch.cat(out), dt / max(1, len(names))
 
 
-def composite(raw: torch.Tensor, images01: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    return torch.where(known[:, None], images01, raw)
+def composite(raw: torch.Tensor, images01: torch.Tensor, known: torch.Tensor, blend: str = "poisson") -> torch.Tensor:
+    """What `MaskGIT.inpaint(composite=True)` returns, from its raw decode."""
+    from .compositing import paste_known
+
+    return paste_known(raw, images01, known, blend)
 
 
 @torch.no_grad()
@@ -194,21 +197,21 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
     for i, cfg in enumerate(configs):
         for seed in seeds:
             raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size)
-            comp = composite(raw, images01, known)
+            comp = composite(raw, images01, known, model.blend)
             fid_raw = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
             fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
                          "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
-                         "hole_fill": model.hole_fill, "model_hash": mhash})
+                         "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash})
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
                 f"t={cfg.temperature} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image")
     summary = summarize(rows)
     write_csv(out_dir / "sweep.csv", rows)
     rec = record(model_dir, model.config, list(seeds), images=len(names), precision=precision,
-                 hole_fill=model.hole_fill, sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
+                 hole_fill=model.hole_fill, blend=model.blend, sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
     write_json(out_dir / "sweep.json", rec)
     (out_dir / "sweep.md").write_text(markdown_table(summary, rec))
     plot_sweep(summary, out_dir / "sweep.png", title=f"{len(names)} images, seeds {list(seeds)}")
@@ -234,7 +237,8 @@ def summarize(rows: list[dict]) -> list[dict]:
 def markdown_table(summary: list[dict], rec: dict) -> str:
     lines = [f"<!-- {rec['command']} -->",
              f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}, "
-             f"transformer in {rec.get('precision', 'fp32')}, hole fill {rec.get('hole_fill', 'mean')}; "
+             f"transformer in {rec.get('precision', 'fp32')}, hole fill {rec.get('hole_fill', 'mean')}, "
+             f"composite blend {rec.get('blend', 'paste')}; "
              "FID mean +- std over seeds.",
              "",
              "| gamma | T | stop | choice temp | sample temp | FID raw | FID composite | s/image |",
@@ -297,7 +301,8 @@ def run_checkpoints(run_dir) -> list[Path]:
 
 def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, sampler_overrides=None,
                   limit: int | None = None, batch_size: int = 64, device="cpu", inception=None,
-                  log=print, precision: str = "auto", hole_fill: str | None = None) -> dict:
+                  log=print, precision: str = "auto", hole_fill: str | None = None,
+                  blend: str | None = None) -> dict:
     """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
     transformer run, reconstruction FID for a tokenizer run. Writes fid_curve.{csv,json,png}."""
     from .model import MaskGIT
@@ -329,6 +334,8 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
         model.precision = precision
         if hole_fill:
             model.hole_fill = hole_fill
+        if blend:
+            model.blend = blend
         row = {"checkpoint": path.name, "epoch": int(meta.get("epoch", -1)) + 1,
                "step": int(meta.get("global_step", -1))}
         if kind == "transformer":
@@ -336,7 +343,7 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
             sampler.validate()
             raw, spi = inpaint_all(model, images01, known, names, sampler, seed, batch_size)
             row["fid_raw"] = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
-            comp = composite(raw, images01, known)
+            comp = composite(raw, images01, known, model.blend)
             row["fid_composite"] = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             row["s_per_image"] = spi
         else:
@@ -351,6 +358,7 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
                  precision=resolve_precision(precision, device),
                  sampler=asdict(sampler) if sampler else None,
                  hole_fill=model.hole_fill if kind == "transformer" else None,
+                 blend=model.blend if kind == "transformer" else None,
                  rows=rows)
     write_json(out_dir / "fid_curve.json", rec)
     plot_fid_curve(rows, out_dir / "fid_curve.png", kind, title=f"{run_dir.name}: {len(names)} images")
