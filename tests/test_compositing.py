@@ -68,3 +68,14 @@ def test_nothing_to_fill_and_bad_names():
     assert check_blend("poisson") == "poisson"
     with pytest.raises(ValueError, match="blend must be one of poisson, paste"):
         paste_known(images, images, all_known, "feather")
+
+
+def test_an_all_hole_image_keeps_its_decode():
+    # nothing is known (generation from scratch): there is no border to match
+    images, known = scene()
+    known[0] = False
+    decoded = torch.rand_like(images)
+    out = paste_known(decoded, images, known)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[0], decoded[0])
+    assert torch.equal(out[1][known[1].expand(3, -1, -1)], images[1][known[1].expand(3, -1, -1)])
