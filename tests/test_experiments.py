@@ -236,6 +236,21 @@ def test_fid_curve_takes_the_sampling_temperature(two_epoch_runs, eval_set, tmp_
                  "--steps", "2", "--sample-temperature", "0", "--temperature", "0", "--device", "cpu"]) == 0
     rec = json.loads((tmp_path / "fid_curve.json").read_text())
     assert rec["sampler"]["temperature"] == 0 and rec["sampler"]["choice_temperature"] == 0
+    assert rec["blend"] == "poisson" and rec["hole_fill"] == "harmonic"  # the defaults, recorded
+
+
+def test_fid_curve_records_the_blend_and_refuses_a_bad_one_before_any_work(two_epoch_runs, eval_set, tmp_path):
+    from maskgit_inpaint.experiments import run_fid_curve
+
+    _, run = two_epoch_runs
+    images, masks = eval_set
+    assert main(["fid-curve", str(run), "--images", str(images), "--masks", str(masks), "--out", str(tmp_path),
+                 "--steps", "2", "--blend", "paste", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "fid_curve.json").read_text())["blend"] == "paste"
+    for kwargs in ({"blend": "feather"}, {"hole_fill": "zeros"}):
+        with pytest.raises(ValueError, match="must be one of"):
+            run_fid_curve(run, images, masks, tmp_path / "bad", **kwargs)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_fid_curve_of_a_tokenizer_run_is_reconstruction_fid(two_epoch_runs, eval_set, tmp_path):

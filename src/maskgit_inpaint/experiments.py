@@ -308,6 +308,12 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
     from .model import MaskGIT
     from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
 
+    from .compositing import check_blend
+    from .model import check_hole_fill
+
+    # checked before minutes of inpainting, not when the first composite is made
+    hole_fill = check_hole_fill(hole_fill) if hole_fill else None
+    blend = check_blend(blend) if blend else None
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     kind = config.get("kind")
