@@ -5,7 +5,7 @@ from dataclasses import replace
 from maskgit_inpaint.model import load_model
 from maskgit_inpaint.experiments import load_eval_set, inpaint_all, to_uint8
 from maskgit_inpaint.evaluation import inception_features, frechet_distance, load_inception
-from maskgit_inpaint.masks import harmonic_fill
+from maskgit_inpaint.compositing import poisson_paste
 
 model, _ = load_model(None, device="cpu")
 names, imgs, known = load_eval_set("../shared/datasets/cat-faces-64/val", "out/val_masks", 64)
@@ -15,8 +15,7 @@ gt_f = torch.load("out/diag/gt_f.pt") if os.path.exists("out/diag/gt_f.pt") else
 torch.save(gt_f, "out/diag/gt_f.pt")
 def fid(x): return round(frechet_distance(inception_features(to_uint8(x), inc), gt_f), 3)
 def poisson(raw, iters):
-    r = (imgs - raw) * known[:, None]
-    return torch.where(known[:, None], imgs, (raw + harmonic_fill(r, known, iters)).clamp(0, 1))
+    return poisson_paste(raw, imgs, known, iters).clamp(0, 1)
 res = {}
 for temp in [0.7, 0.5, 1.0]:
     p = f"out/diag/raw_t{temp}.pt"
