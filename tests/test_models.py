@@ -267,6 +267,20 @@ def test_blend_default_comes_from_config_and_is_checked(tiny):
         MaskGIT({**tiny.config, "blend": "feather"})
 
 
+def test_a_configured_sweet_spot_at_t_is_no_early_stop(tiny):
+    from dataclasses import replace
+
+    full = MaskGIT({**tiny.config, "sampler": {"steps": 4, "sweet_spot": 4}})
+    assert full.sampler.sweet_spot is None and full.sampler.stop == 4
+    # raising the steps of such a config runs them all (it used to stop at the old T)
+    x, known = images(1), hole_mask(1)
+    full.load_state_dict(tiny.state_dict())
+    out = full.inpaint(x, known, replace(full.sampler, steps=6), return_steps=True)
+    assert len(out.step_masks) == 6
+    early = MaskGIT({**tiny.config, "sampler": {"steps": 4, "sweet_spot": 2}})
+    assert early.sampler.sweet_spot == 2 and early.sampler.stop == 2
+
+
 def test_inpaint_batch_equals_one_by_one(tiny):
     x, known = images(3, seed=5), hole_mask(3)
     seeds = torch.tensor([10, 20, 30])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -77,6 +77,10 @@ def sampler_from_dict(d: dict | None) -> SamplerConfig:
         raise ValueError(f"unknown sampler config keys: {sorted(set(d) - known)}")
     cfg = SamplerConfig(**d)
     cfg.validate()
+    if cfg.sweet_spot is not None and cfg.sweet_spot >= cfg.steps:
+        # A sweet spot at or past T means "no early stop". Kept as a number, it would turn into
+        # one as soon as a caller raised the steps (replace(model.sampler, steps=12) stopping at 8).
+        cfg = replace(cfg, sweet_spot=None)
     return cfg
 
 
