@@ -200,7 +200,8 @@ def two_epoch_runs(tmp_path_factory, tools):
 
 
 def test_fid_curve_of_a_transformer_run(two_epoch_runs, eval_set, tmp_path):
-    from maskgit_inpaint.experiments import composite, inpaint_all, load_eval_set, to_uint8
+    from maskgit_inpaint.compositing import paste_known
+    from maskgit_inpaint.experiments import inpaint_all, load_eval_set, to_uint8
     from maskgit_inpaint.training import model_from_checkpoint
 
     _, run = two_epoch_runs
@@ -220,7 +221,7 @@ def test_fid_curve_of_a_transformer_run(two_epoch_runs, eval_set, tmp_path):
     gt_f = inception_features(to_uint8(x))
     assert float(rows[1]["fid_raw"]) == pytest.approx(frechet_distance(inception_features(to_uint8(raw)), gt_f),
                                                       abs=1e-3)
-    comp = composite(raw, x, known)
+    comp = paste_known(raw, x, known)
     assert float(rows[1]["fid_composite"]) == pytest.approx(
         frechet_distance(inception_features(to_uint8(comp)), gt_f), abs=1e-3)
     rec = json.loads((out / "fid_curve.json").read_text())

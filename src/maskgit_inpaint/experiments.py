@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .compositing import paste_known
 from .model import resolve_precision
 from .evaluation import (_json_safe, evaluate_images, frechet_distance, inception_features, load_inception,
                          default_inception_path)
@@ -70,13 +71,6 @@ def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[
         out.append(res.images.float().cpu())
     dt = time.perf_counter() - t0
     return torch.cat(out), dt / max(1, len(names))
-
-
-def composite(raw: torch.Tensor, images01: torch.Tensor, known: torch.Tensor, blend: str = "poisson") -> torch.Tensor:
-    """What `MaskGIT.inpaint(composite=True)` returns, from its raw decode."""
-    from .compositing import paste_known
-
-    return paste_known(raw, images01, known, blend)
 
 
 @torch.no_grad()
@@ -197,7 +191,7 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
     for i, cfg in enumerate(configs):
         for seed in seeds:
             raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size)
-            comp = composite(raw, images01, known, model.blend)
+            comp = paste_known(raw, images01, known, model.blend)
             fid_raw = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
             fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
@@ -305,11 +299,9 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
                   blend: str | None = None) -> dict:
     """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
     transformer run, reconstruction FID for a tokenizer run. Writes fid_curve.{csv,json,png}."""
-    from .model import MaskGIT
-    from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
-
     from .compositing import check_blend
-    from .model import check_hole_fill
+    from .model import MaskGIT, check_hole_fill
+    from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
 
     # checked before minutes of inpainting, not when the first composite is made
     hole_fill = check_hole_fill(hole_fill) if hole_fill else None
@@ -349,7 +341,7 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
             sampler.validate()
             raw, spi = inpaint_all(model, images01, known, names, sampler, seed, batch_size)
             row["fid_raw"] = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
-            comp = composite(raw, images01, known, model.blend)
+            comp = paste_known(raw, images01, known, model.blend)
             row["fid_composite"] = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             row["s_per_image"] = spi
         else:
