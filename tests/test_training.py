@@ -828,6 +828,40 @@ def test_train_init_runs_end_to_end_from_the_command_line(tmp_path, images32):
 
 
 @pytest.mark.parametrize("command", ["train-tokenizer", "train"])
+def test_init_keeps_the_models_inference_settings_unless_set(command, tmp_path, images32, monkeypatch):
+    cfg = preset("tiny")
+    cfg.update(sampler={"gamma": "sqrt", "steps": 6, "temperature": 0.55}, hole_fill="mean", blend="paste")
+    torch.manual_seed(8)
+    init = MaskGIT(cfg).save(tmp_path / "init")
+    captured = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(run_dir, config):
+        captured.update(config)
+        raise Stop
+
+    monkeypatch.setattr(training, "save_run_config", capture)
+    with pytest.raises(Stop):
+        main([command, "--init", str(init), "--data", str(images32), "--out", str(tmp_path / "run"),
+              "--accelerator", "cpu", "--set", "sampler.steps=5", "--set", "blend=poisson"])
+    # the preset (small: cosine, 8 steps, temperature 1.0) gives way to the model's, --set to neither
+    assert captured["sampler"]["gamma"] == "sqrt" and captured["sampler"]["temperature"] == 0.55
+    assert captured["sampler"]["steps"] == 5
+    assert captured["hole_fill"] == "mean" and captured["blend"] == "poisson"
+
+
+def test_export_writes_the_runs_hole_fill_and_blend(tok_run, tmp_path):
+    cfg = {**load_run_config(tok_run), "hole_fill": "mean", "blend": "paste"}
+    model, _ = training.model_from_checkpoint(tok_run, tok_run / "checkpoints" / "last.ckpt", config=cfg)
+    out = MaskGIT.from_dir(model.save(tmp_path / "m"), require_transformer=False)
+    assert (out.hole_fill, out.blend) == ("mean", "paste")
+    plain = MaskGIT.from_dir(export_run(tok_run, tmp_path / "plain", which="last"), require_transformer=False)
+    assert (plain.hole_fill, plain.blend) == ("harmonic", "poisson")  # the defaults when a run sets none
+
+
+@pytest.mark.parametrize("command", ["train-tokenizer", "train"])
 def test_init_with_resume_is_refused(command, tmp_path, images32, capsys):
     init = _full_model_dir(tmp_path / "init", seed=6)
     rc = main([command, "--init", str(init), "--resume", "--data", str(images32), "--out", str(tmp_path / "run"),

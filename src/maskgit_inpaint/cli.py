@@ -268,7 +268,7 @@ def cmd_serve(args) -> int:
 
 # ----------------------------------------------------------------------------- training
 def _train_config(args, kind: str) -> dict:
-    from .config import resolve
+    from .config import inference_settings, resolve
 
     overrides = list(args.set or [])
     section = f"{kind}_training"
@@ -280,7 +280,9 @@ def _train_config(args, kind: str) -> dict:
     overrides.append(f"data.train={args.data}")
     if args.val:
         overrides.append(f"data.val={args.val}")
-    return resolve(None if args.resume else (args.preset or "small"), args.config, overrides)
+    # a warm start keeps the init model's sampler, hole fill and blend: its export inpaints as it did
+    base = inference_settings(args.init) if getattr(args, "init", None) and not args.resume else None
+    return resolve(None if args.resume else (args.preset or "small"), args.config, overrides, base)
 
 
 def cmd_train_tokenizer(args) -> int:
@@ -324,7 +326,8 @@ def _add_train_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     q.add_argument("--init", metavar="MODEL_DIR",
                    help="start a new run from the weights (and architecture) of a model directory, e.g. "
-                        "the bundled default; optimiser and LR schedule start afresh")
+                        "the bundled default; optimiser and LR schedule start afresh; its sampler, hole fill "
+                        "and blend carry over to the export unless --config/--set change them")
     q.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (Lightning)")
 
 

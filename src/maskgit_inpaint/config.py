@@ -75,10 +75,28 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
+# How a model inpaints, as opposed to its architecture and training: a run started from a model
+# directory (`--init`) keeps these unless its --config or --set change them.
+INFERENCE_KEYS = ("sampler", "hole_fill", "blend")
+
+
+def inference_settings(model_dir: str | Path) -> dict:
+    """The INFERENCE_KEYS of a model directory's config.yaml ({} when it has none: loading the
+    model reports the missing file)."""
+    path = Path(model_dir) / "config.yaml"
+    if not path.is_file():
+        return {}
+    cfg = load_yaml(path)
+    return {k: copy.deepcopy(cfg[k]) for k in INFERENCE_KEYS if cfg.get(k) is not None}
+
+
 def resolve(preset_name: str | None = None, config_path: str | Path | None = None,
-            overrides: list[str] | None = None) -> dict:
-    """preset, then config file, then overrides: the resolved config saved with every run."""
+            overrides: list[str] | None = None, base: dict | None = None) -> dict:
+    """preset, then `base` (e.g. the inference settings of an --init model), then config file,
+    then overrides: the resolved config saved with every run."""
     cfg = preset(preset_name) if preset_name else {}
+    if base:
+        cfg = merge(cfg, base)
     if config_path:
         cfg = merge(cfg, load_yaml(config_path))
     return apply_overrides(cfg, overrides or [])

@@ -793,7 +793,8 @@ def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: di
     model_cfg = {"image_size": config["tokenizer"].get("image_size", 64),
                  "normalization": _normalization(config), "tokenizer": config["tokenizer"],
                  "transformer": config.get("transformer") if kind == "transformer" else None,
-                 "sampler": config.get("sampler") or {}}
+                 "sampler": config.get("sampler") or {},
+                 **{k: config[k] for k in ("hole_fill", "blend") if config.get(k) is not None}}
     model = MaskGIT(model_cfg)
     if kind == "tokenizer":
         model.tokenizer.load_state_dict({k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")})
