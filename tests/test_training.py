@@ -6,6 +6,7 @@ precision where results are compared exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import shutil
@@ -679,19 +680,26 @@ def test_export_of_a_tokenizer_run_holds_the_checkpoint_weights(tok_run, tmp_pat
         assert torch.equal(v, sd["vqgan." + k]), k
 
 
+class _StopAtSave(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _config_capture(monkeypatch, captured: dict):
+    """Stops a training command where it saves its resolved config, into `captured`."""
+    def capture(run_dir, config):
+        captured.update(config)
+        raise _StopAtSave
+
+    monkeypatch.setattr(training, "save_run_config", capture)
+    with pytest.raises(_StopAtSave):
+        yield
+
+
 def test_resume_with_only_max_steps_keeps_the_runs_other_settings(tok_run, tok_images, monkeypatch):
     saved = load_run_config(tok_run)["tokenizer_training"]
     captured = {}
-
-    class Stop(Exception):
-        pass
-
-    def capture(run_dir, config):
-        captured.update(config)
-        raise Stop
-
-    monkeypatch.setattr(training, "save_run_config", capture)
-    with pytest.raises(Stop):
+    with _config_capture(monkeypatch, captured):
         main(["train-tokenizer", "--resume", "--data", str(tok_images), "--out", str(tok_run),
               "--max-steps", str(TOK_STEPS + 2), "--accelerator", "cpu"])
     assert captured["tokenizer_training"] == {**saved, "max_steps": TOK_STEPS + 2}
@@ -834,16 +842,7 @@ def test_init_keeps_the_models_inference_settings_unless_set(command, tmp_path, 
     torch.manual_seed(8)
     init = MaskGIT(cfg).save(tmp_path / "init")
     captured = {}
-
-    class Stop(Exception):
-        pass
-
-    def capture(run_dir, config):
-        captured.update(config)
-        raise Stop
-
-    monkeypatch.setattr(training, "save_run_config", capture)
-    with pytest.raises(Stop):
+    with _config_capture(monkeypatch, captured):
         main([command, "--init", str(init), "--data", str(images32), "--out", str(tmp_path / "run"),
               "--accelerator", "cpu", "--set", "sampler.steps=5", "--set", "blend=poisson"])
     # the preset (small: cosine, 8 steps, temperature 1.0) gives way to the model's, --set to neither
