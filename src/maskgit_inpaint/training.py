@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
 from torch.utils.data import DataLoader, TensorDataset
 
 from .checkpoints import atomic_write
+from .config import INFERENCE_KEYS
 from .schedules import gamma as gamma_fn
 from .tokenizer import VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
@@ -793,8 +794,7 @@ def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: di
     model_cfg = {"image_size": config["tokenizer"].get("image_size", 64),
                  "normalization": _normalization(config), "tokenizer": config["tokenizer"],
                  "transformer": config.get("transformer") if kind == "transformer" else None,
-                 "sampler": config.get("sampler") or {},
-                 **{k: config[k] for k in ("hole_fill", "blend") if config.get(k) is not None}}
+                 "sampler": {}, **{k: config[k] for k in INFERENCE_KEYS if config.get(k) is not None}}
     model = MaskGIT(model_cfg)
     if kind == "tokenizer":
         model.tokenizer.load_state_dict({k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")})
