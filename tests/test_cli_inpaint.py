@@ -203,6 +203,24 @@ def test_result_does_not_depend_on_the_other_images(tools, tiny_model_dir, tmp_p
     assert all(np.array_equal(a[k], b[k]) for k in b)
 
 
+def test_single_image_and_mask_files_match_the_folder_run(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path)
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "all") == 0
+    # a file with a mask of another name pairs with it; a mask folder pairs by stem
+    shutil.copy(mask_dir / "dog.png", tmp_path / "hole.png")
+    assert inpaint(tiny_model_dir, img_dir / "dog.png", tmp_path / "hole.png", tmp_path / "one") == 0
+    assert inpaint(tiny_model_dir, img_dir / "owl.png", mask_dir, tmp_path / "one_by_stem") == 0
+    capsys.readouterr()
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["dog.png"]
+    assert [p.name for p in (tmp_path / "one_by_stem").iterdir()] == ["owl.png"]
+    assert (tmp_path / "one" / "dog.png").read_bytes() == (tmp_path / "all" / "dog.png").read_bytes()
+    assert (tmp_path / "one_by_stem" / "owl.png").read_bytes() == (tmp_path / "all" / "owl.png").read_bytes()
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert inpaint(tiny_model_dir, tmp_path / "notes.txt", mask_dir, tmp_path / "bad") == 2
+    err = capsys.readouterr().err
+    assert "notes.txt: not an image file" in err and "Traceback" not in err
+
+
 def test_seed_changes_the_fill_only(tools, tiny_model_dir, tmp_path):
     img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:3])
     assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "s0") == 0

@@ -75,7 +75,8 @@ def load_inpaint_inputs(images_dir, masks_dir, size: int, hole_value: int = 0, s
 
     from .images import InputError, list_images, pair_files, read_image, read_mask, resize_mask
 
-    pairs = pair_files(list_images(images_dir, "image"), list_images(masks_dir, "mask"))
+    pairs = pair_files(list_images(images_dir, "image", allow_file=True),
+                       list_images(masks_dir, "mask", allow_file=True))
     stems = [p.stem for p, _ in pairs]
     dup = {s for s in stems if stems.count(s) > 1}
     if dup:
@@ -338,8 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("inpaint", help="fill the holes of a folder of images")
-    q.add_argument("--images", required=True, help="folder of images")
-    q.add_argument("--masks", required=True, help="folder of grayscale masks (255 = known, 0 = hole)")
+    q.add_argument("--images", required=True, help="folder of images, or one image file")
+    q.add_argument("--masks", required=True,
+                   help="folder of grayscale masks (255 = known, 0 = hole; paired by file stem, else by sorted "
+                        "order), or one mask file")
     q.add_argument("--out", required=True, help="output folder (one PNG per image)")
     q.add_argument("--model", help="model directory (default: the bundled model)")
     add_sampler_args(q)

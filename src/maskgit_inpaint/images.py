@@ -17,10 +17,15 @@ class InputError(ValueError):
     """Bad user input: the message names the file and the problem."""
 
 
-def list_images(folder: str | Path, what: str = "image") -> list[Path]:
+def list_images(folder: str | Path, what: str = "image", allow_file: bool = False) -> list[Path]:
+    """Sorted image files directly in `folder`; with `allow_file`, a single image file stands for itself."""
     folder = Path(folder)
+    if allow_file and folder.is_file():
+        if folder.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f"{folder}: not an image file ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
+        return [folder]
     if not folder.is_dir():
-        raise InputError(f"{folder}: {what} folder not found")
+        raise InputError(f"{folder}: {what} {'file or folder' if allow_file else 'folder'} not found")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise InputError(f"{folder}: no {what} files ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
