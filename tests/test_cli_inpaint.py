@@ -365,3 +365,29 @@ def test_precision_flag(tools, tiny_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "x", "--precision", "fp16")
     assert "fp16" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- visualize
+def test_visualize_writes_every_figure_for_one_image(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=["cat1"])
+    out = tmp_path / "figs"
+    rc = main(["visualize", "--model", str(tiny_model_dir), "--image", str(img_dir / "cat1.png"),
+               "--mask", str(mask_dir / "cat1.png"), "--out", str(out), "--device", "cpu", "--steps", "4"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["decoding.gif", "gamma.png", "mask_counts.png",
+                                                      "result.png", "steps.png"]
+    rgb, known = data["cat1"]
+    result = np.asarray(Image.open(out / "result.png").convert("RGB"))
+    assert result.shape == (64, 64, 3)
+    assert np.array_equal(result[known], rgb[known])  # the composite keeps the known pixels
+    with Image.open(out / "decoding.gif") as gif:
+        assert gif.n_frames >= 4
+
+
+def test_visualize_refuses_a_folder_for_image_with_a_clear_error(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=["cat1"])
+    rc = main(["visualize", "--model", str(tiny_model_dir), "--image", str(img_dir),
+               "--mask", str(mask_dir / "cat1.png"), "--out", str(tmp_path / "figs"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--image must be an image file" in err and str(img_dir) in err
+    assert "Traceback" not in err

@@ -73,7 +73,7 @@ def load_inpaint_inputs(images_dir, masks_dir, size: int, hole_value: int = 0, s
     """Read and check every image and mask before anything is written."""
     import numpy as np
 
-    from .images import InputError, list_images, pair_files, read_image, read_mask, resize_mask
+    from .images import InputError, fit_image, list_images, open_image, pair_files, read_mask, resize_mask
 
     pairs = pair_files(list_images(images_dir, "image", allow_file=True),
                        list_images(masks_dir, "mask", allow_file=True))
@@ -83,10 +83,9 @@ def load_inpaint_inputs(images_dir, masks_dir, size: int, hole_value: int = 0, s
         raise InputError(f"{images_dir}: several images share the name {sorted(dup)[0]!r}; outputs would collide")
     imgs, known = [], []
     for ip, mp in pairs:
-        from .images import open_image
-
-        w, h = open_image(ip).size
-        img = read_image(ip, size, strict=strict_size)
+        pil = open_image(ip)  # decoded once: its size checks the mask, then it is fitted to the model
+        w, h = pil.size
+        img = fit_image(pil, ip, size, strict=strict_size)
         m = read_mask(mp, (h, w), hole_value)
         if (h, w) != (size, size):
             m = resize_mask(m, size)
@@ -176,14 +175,11 @@ def cmd_visualize(args) -> int:
     if args.image:
         if not args.mask:
             raise CLIError("--image needs --mask")
-        from .images import read_image, read_mask, resize_mask, open_image
-
-        w, h = open_image(Path(args.image)).size
-        img = read_image(args.image, model.image_size)
-        known = read_mask(args.mask, (h, w), args.hole_value)
-        if (h, w) != (model.image_size, model.image_size):
-            known = resize_mask(known, model.image_size)
-        x, k = to_tensor([img]), torch.from_numpy(known)[None]
+        for flag, path in (("--image", args.image), ("--mask", args.mask)):
+            if not Path(path).is_file():
+                raise CLIError(f"{path}: {flag} must be an image file")
+        _, imgs, known = load_inpaint_inputs(args.image, args.mask, model.image_size, args.hole_value)
+        x, k = to_tensor(imgs), torch.from_numpy(known)
         res = model.inpaint(x, k, sampler, seed=args.seed, composite=not args.no_composite, return_steps=True)
         save_png(step_strip(x, k, res, model.image_size)[0], out / "steps.png")
         save_gif(decoding_frames(x, k, res, model.image_size), out / "decoding.gif")

@@ -81,8 +81,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def read_image(path: str | Path, size: int | None = None, strict: bool = False) -> np.ndarray:
     """(H, W, 3) uint8 RGB; resized to `size` with a warning (or an error when strict)."""
-    path = Path(path)
-    img = to_rgb(open_image(path))
+    return fit_image(open_image(Path(path)), path, size, strict)
+
+
+def fit_image(img: Image.Image, path: str | Path, size: int | None = None, strict: bool = False) -> np.ndarray:
+    """`read_image` for an image already opened with `open_image` (`path` names it in messages)."""
+    img = to_rgb(img)
     if size is not None and img.size != (size, size):
         if strict:
             raise InputError(f"{path}: image is {img.size[0]}x{img.size[1]}, expected {size}x{size} (--strict-size)")
