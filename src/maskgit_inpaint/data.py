@@ -11,7 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .images import IMAGE_SUFFIXES, normalize_image, to_rgb
+from .images import IMAGE_KINDS, IMAGE_SUFFIXES, normalize_image, to_rgb
 
 log = logging.getLogger("maskgit_inpaint")
 
@@ -29,7 +29,7 @@ def find_images(root: str | Path) -> list[Path]:
         raise FileNotFoundError(f"{root}: image folder not found")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{root}: no images ({', '.join(x[1:] for x in IMAGE_SUFFIXES)}) found")
+        raise FileNotFoundError(f"{root}: no images ({IMAGE_KINDS}) found")
     return files
 
 

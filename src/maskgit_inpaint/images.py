@@ -11,6 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .checkpoints import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_KINDS = ", ".join(s[1:] for s in IMAGE_SUFFIXES)  # for messages: "png, jpg, ..."
 
 
 class InputError(ValueError):
@@ -22,13 +23,13 @@ def list_images(folder: str | Path, what: str = "image", allow_file: bool = Fals
     folder = Path(folder)
     if allow_file and folder.is_file():
         if folder.suffix.lower() not in IMAGE_SUFFIXES:
-            raise InputError(f"{folder}: not an image file ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
+            raise InputError(f"{folder}: not an image file ({IMAGE_KINDS})")
         return [folder]
     if not folder.is_dir():
         raise InputError(f"{folder}: {what} {'file or folder' if allow_file else 'folder'} not found")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise InputError(f"{folder}: no {what} files ({', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
+        raise InputError(f"{folder}: no {what} files ({IMAGE_KINDS})")
     return files
 
 
