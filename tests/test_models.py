@@ -362,12 +362,14 @@ def test_model_dir_errors_name_the_file(tiny, tmp_path):
         MaskGIT.from_dir(d)
 
 
-def test_config_with_unknown_keys_is_a_model_dir_error(tiny, tmp_path):
+@pytest.mark.parametrize("section,key", [("tokenizer", "latent_dims"), ("transformer", "depth"),
+                                         ("sampler", "gama")])
+def test_config_with_unknown_keys_is_a_model_dir_error(tiny, tmp_path, section, key):
     d = tiny.save(tmp_path / "m")
     cfg = yaml.safe_load((d / "config.yaml").read_text())
-    cfg["transformer"]["depth"] = 4
+    cfg.setdefault(section, {})[key] = 4
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ModelDirError, match="depth"):
+    with pytest.raises(ModelDirError, match=f"unknown {section} config keys.*{key}"):
         MaskGIT.from_dir(d)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 
@@ -41,6 +42,18 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def dataclass_from_dict(cls, d: dict | None, section: str):
+    """The config dataclass `cls` from one section of a config, validated. Unknown keys are
+    refused by name: a typo in config.yaml or a --set would otherwise fail inside the constructor."""
+    d = dict(d or {})
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {section} config keys: {sorted(unknown)}")
+    cfg = cls(**d)
+    cfg.validate()
+    return cfg
 
 
 def preset(name: str) -> dict:

@@ -15,6 +15,7 @@ import torch.nn as nn
 import yaml
 
 from .compositing import check_blend, paste_known
+from .config import dataclass_from_dict
 from .checkpoints import WeightsError, atomic_write, load_safetensors, load_strict, save_safetensors
 from .masks import harmonic_fill, pixel_to_token_mask
 from .sampling import SamplerConfig, inpaint_tokens
@@ -71,12 +72,7 @@ class InpaintOutput:
 
 
 def sampler_from_dict(d: dict | None) -> SamplerConfig:
-    d = dict(d or {})
-    known = set(SamplerConfig.__dataclass_fields__)
-    if set(d) - known:
-        raise ValueError(f"unknown sampler config keys: {sorted(set(d) - known)}")
-    cfg = SamplerConfig(**d)
-    cfg.validate()
+    cfg = dataclass_from_dict(SamplerConfig, d, "sampler")
     if cfg.sweet_spot is not None and cfg.sweet_spot >= cfg.steps:
         # A sweet spot at or past T means "no early stop". Kept as a number, it would turn into
         # one as soon as a caller raised the steps (replace(model.sampler, steps=12) stopping at 8).

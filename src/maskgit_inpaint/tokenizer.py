@@ -7,11 +7,13 @@ lab's `VQGAN.pt` is just one configuration of this class (see `LAB_TOKENIZER`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .config import dataclass_from_dict
 
 
 @dataclass
@@ -49,13 +51,7 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenizerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown tokenizer config keys: {sorted(unknown)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        return dataclass_from_dict(cls, d, "tokenizer")
 
     def validate(self) -> None:
         if self.quantizer not in ("vq", "fsq"):

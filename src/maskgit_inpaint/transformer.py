@@ -9,11 +9,13 @@ The mask token is always index `codebook_size`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .config import dataclass_from_dict
 
 
 @dataclass
@@ -40,13 +42,7 @@ class TransformerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TransformerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown transformer config keys: {sorted(unknown)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
+        return dataclass_from_dict(cls, d, "transformer")
 
     def validate(self) -> None:
         if self.layout not in ("prenorm", "lab"):
