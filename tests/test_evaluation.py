@@ -355,6 +355,8 @@ def test_evaluate_folders_single_image_has_no_fid(tools, tmp_path):
     res = ev.evaluate_folders(tmp_path / "pred", tmp_path / "gt")
     assert res["count"] == 1 and res["fid"] is None and res["p_ids"] is None and res["psnr_hole"] is None
     assert 0 < res["l1"] < 1 and res["psnr"] < 40
+    table = ev.format_table(res)
+    assert "FID needs at least 2 images" in table and "P-IDS/U-IDS need at least 500" in table
 
 
 def test_run_evaluate_requires_pred(tmp_path):

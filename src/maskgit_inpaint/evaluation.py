@@ -498,6 +498,8 @@ def format_table(metrics: dict) -> str:
     lines = [f"{'metric':<10}{'whole':>10}{'hole':>10}"]
     for name, whole, hole, d in rows:
         lines.append(f"{name:<10}{_fmt(whole, d):>10}{(_fmt(hole, d) if hole is not None else ''):>10}")
+    if metrics.get("fid") is None:
+        lines.append("(FID needs at least 2 images; with fewer than a few hundred it is biased upwards)")
     if metrics.get("p_ids") is None:
         lines.append(f"(P-IDS/U-IDS need at least {MIN_IDS_IMAGES} images)")
     return "\n".join(lines)
