@@ -596,6 +596,16 @@ def test_tokenizer_gan_path_runs_when_disc_starts_at_zero(tok_run):
     assert {float(s["step"]) for s in opt_g["state"].values()} == {float(TOK_STEPS)}
 
 
+def test_tokenizer_disc_warmup_trains_the_discriminator_alone_first(tmp_path, tok_images):
+    cfg = _t1_config(tok_images, max_steps=3, disc_start=0, disc_warmup_steps=2)
+    run = train_tokenizer(cfg, tmp_path / "run", accelerator="cpu")
+    assert sorted(_rows(run, "train/d_loss")) == [0, 1, 2]
+    assert sorted(_rows(run, "train/g_loss")) == [2]  # the decoder sees the GAN only after the warm-up
+    last = _ckpt(run / "checkpoints" / "last.ckpt")
+    opt_g, opt_d = last["optimizer_states"]
+    assert {float(s["step"]) for s in opt_d["state"].values()} == {3.0}
+
+
 def test_tokenizer_without_gan_does_not_train_a_discriminator(tmp_path, tok_images):
     cfg = _t1_config(tok_images, max_steps=1, disc_start=1000)
     run = train_tokenizer(cfg, tmp_path / "run", accelerator="cpu")

@@ -32,7 +32,7 @@ log = logging.getLogger("maskgit_inpaint")
 TOKENIZER_TRAINING = {
     "batch_size": 32, "lr": 2.0e-4, "betas": [0.5, 0.9], "weight_decay": 0.0, "warmup_steps": 200,
     "min_lr_ratio": 0.1, "max_steps": -1, "max_epochs": 10, "grad_clip": 1.0, "precision": "auto",
-    "gan_weight": 0.1, "disc_start": 5000, "disc_lr": 2.0e-4, "disc_channels": 64, "disc_layers": 2,
+    "gan_weight": 0.1, "disc_start": 5000, "disc_warmup_steps": 0, "disc_lr": 2.0e-4, "disc_channels": 64, "disc_layers": 2,
     "revive_every": 200, "revive_min_usage": 1, "ckpt_every_steps": 500, "log_every": 25,
     "num_workers": 0, "seed": 0, "accumulate": 1, "time_budget_s": None, "epoch_checkpoints": True,
     "freeze_encoder": False,
@@ -133,7 +133,11 @@ class PatchDiscriminator(nn.Module):
 
 class TokenizerModule(L.LightningModule):
     """VQGAN training: L1 + codebook/commitment + hinge PatchGAN with the adaptive weight of
-    taming-transformers, switched on after `disc_start` steps; dead codes are revived."""
+    taming-transformers, switched on after `disc_start` steps; dead codes are revived.
+
+    `disc_warmup_steps`: from `disc_start` the discriminator learns alone for this many steps
+    before the decoder sees its loss, so a fresh discriminator does not push an already trained
+    decoder off with its first, meaningless verdicts (fine-tuning from exported weights)."""
 
     def __init__(self, config: dict, total_steps: int = 10_000):
         super().__init__()
@@ -191,7 +195,8 @@ class TokenizerModule(L.LightningModule):
         xr, idx, q_loss = self.vqgan(x)
         rec = (x - xr).abs().mean()
         loss = rec + q_loss
-        gan_on = self.disc is not None and step >= self.t["disc_start"]
+        disc_on = self.disc is not None and step >= self.t["disc_start"]
+        gan_on = disc_on and step >= self.t["disc_start"] + self.t["disc_warmup_steps"]
         if gan_on:
             g_loss = -self.disc(xr).float().mean()
             w = self._adaptive_weight(rec, g_loss) * self.t["gan_weight"]
@@ -206,7 +211,7 @@ class TokenizerModule(L.LightningModule):
             d_real = self.disc(x.detach())
             d_fake = self.disc(xr.detach())
             d_loss = 0.5 * (F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean())
-            if gan_on:  # the discriminator learns only once its signal is used
+            if disc_on:  # the discriminator learns only from its warm-up on
                 opts[1].zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)
                 opts[1].step()
