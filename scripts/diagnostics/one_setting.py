@@ -1,22 +1,14 @@
 """One sampler/pipeline setting of the default model on the 747 val images: FID raw, plain paste, seamless.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); writes out/diag/.
 usage: python scripts/diagnostics/one_setting.py NAME key=value ... (keys: temperature, choice_temperature, steps, gamma, dilate)"""
-import sys, os, time, json, torch
+import sys, time, json, torch
 from dataclasses import replace
-from maskgit_inpaint.model import load_model
-from maskgit_inpaint.experiments import load_eval_set, to_uint8
-from maskgit_inpaint.evaluation import inception_features, frechet_distance, load_inception
 from maskgit_inpaint.compositing import paste_known
 from maskgit_inpaint.sampling import seed_for_name
+from val_setup import val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
-model, _ = load_model(None, device="cpu")
-names, imgs, known = load_eval_set("../shared/datasets/cat-faces-64/val", "out/val_masks", 64)
-inc = load_inception(device="cpu")
-os.makedirs("out/diag", exist_ok=True)
-if not os.path.exists("out/diag/gt_f.pt"):
-    torch.save(inception_features(to_uint8(imgs), inc), "out/diag/gt_f.pt")
-gt_f = torch.load("out/diag/gt_f.pt")
+model, names, imgs, known, fid = val_setup()
 dilate = int(kv.pop("dilate", 0))
 cast = {"temperature": float, "choice_temperature": float, "steps": int, "gamma": str, "sweet_spot": int}
 sampler = replace(model.sampler, **{k: cast[k](v) for k, v in kv.items()})
@@ -29,7 +21,6 @@ for i in range(0, len(names), 64):
 raw = torch.cat(out)
 spi = (time.time() - t0) / len(names)
 torch.save(raw, f"out/diag/raw_{name}.pt")
-fid = lambda x: round(frechet_distance(inception_features(to_uint8(x), inc), gt_f), 3)
 res = {"name": name, "sampler": str(sampler), "dilate": dilate, "s_per_image": round(spi, 3), "raw": fid(raw),
        "paste": fid(paste_known(raw, imgs, known, "paste")), "poisson": fid(paste_known(raw, imgs, known, "poisson"))}
 print(json.dumps(res), flush=True)

@@ -3,21 +3,13 @@ seed 0) with the known tokens taken from the full image instead of from the hole
 hole tokens still come from the transformer. Prints the share of known tokens the hole-filled
 encoding gets right, and FID raw / seamless composite. Run from the repository root after
 `maskgit masks --kind random-walk --seed 0 --count 747 --out out/val_masks`; caches out/diag/gt_f.pt."""
-import os, json, torch
-from maskgit_inpaint.model import load_model
-from maskgit_inpaint.experiments import load_eval_set, to_uint8
-from maskgit_inpaint.evaluation import inception_features, frechet_distance, load_inception
+import json, torch
 from maskgit_inpaint.compositing import paste_known
 from maskgit_inpaint.sampling import seed_for_name
 from maskgit_inpaint.masks import pixel_to_token_mask
+from val_setup import val_setup
 
-model, _ = load_model(None, device="cpu")
-names, imgs, known = load_eval_set("../shared/datasets/cat-faces-64/val", "out/val_masks", 64)
-inc = load_inception(device="cpu")
-os.makedirs("out/diag", exist_ok=True)
-if not os.path.exists("out/diag/gt_f.pt"):
-    torch.save(inception_features(to_uint8(imgs), inc), "out/diag/gt_f.pt")
-gt_f = torch.load("out/diag/gt_f.pt")
+model, names, imgs, known, fid = val_setup()
 orig = model.tokenizer.encode
 out, right, total = [], 0.0, 0.0
 for i in range(0, len(names), 64):
@@ -36,6 +28,5 @@ for i in range(0, len(names), 64):
     seeds = torch.tensor([seed_for_name(0, n) for n in names[sl]])
     out.append(model.inpaint(imgs[sl], known[sl], seed=seeds, composite=False).images)
 raw = torch.cat(out)
-fid = lambda x: round(frechet_distance(inception_features(to_uint8(x), inc), gt_f), 3)
 print(json.dumps({"known_tokens_right_with_harmonic_fill": round(right / total, 4), "raw": fid(raw),
                   "poisson": fid(paste_known(raw, imgs, known, "poisson"))}), flush=True)

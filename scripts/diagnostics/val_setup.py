@@ -1,0 +1,23 @@
+"""What the diagnostics share: the default model, the val images with out/val_masks, the Inception
+network and the val images' features (cached in out/diag/gt_f.pt), and an FID helper."""
+import os
+import torch
+from maskgit_inpaint.model import load_model
+from maskgit_inpaint.experiments import load_eval_set, to_uint8
+from maskgit_inpaint.evaluation import inception_features, frechet_distance, load_inception
+
+
+def val_setup():
+    """(model, names, imgs, known, fid) where fid(images01) is the FID against the val images."""
+    model, _ = load_model(None, device="cpu")
+    names, imgs, known = load_eval_set("../shared/datasets/cat-faces-64/val", "out/val_masks", 64)
+    inc = load_inception(device="cpu")
+    os.makedirs("out/diag", exist_ok=True)
+    if not os.path.exists("out/diag/gt_f.pt"):
+        torch.save(inception_features(to_uint8(imgs), inc), "out/diag/gt_f.pt")
+    gt_f = torch.load("out/diag/gt_f.pt")
+
+    def fid(x):
+        return round(frechet_distance(inception_features(to_uint8(x), inc), gt_f), 3)
+
+    return model, names, imgs, known, fid
