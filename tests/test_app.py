@@ -81,6 +81,24 @@ def test_settings_reach_the_sampler(model, image, tools):
     assert not np.array_equal(res.result, other.result)
 
 
+def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, tools):
+    from dataclasses import replace
+
+    known = tools.synthetic_mask(np.random.default_rng(4), 64)
+    off = run_inpaint(model, image, known, settings(guidance=0.0))
+    on = run_inpaint(model, image, known, settings(guidance=2.0))
+    assert "context guidance 2" in on.message and "guidance" not in off.message
+    assert not np.array_equal(off.result, on.result)
+    assert np.array_equal(off.result[known], on.result[known])
+    saved = model.sampler
+    try:
+        model.sampler = replace(saved, guidance=1.5)
+        assert InpaintSettings.from_model(model).guidance == 1.5
+        assert InpaintSettings.from_model(model, guidance=0.0).sampler().guidance == 0.0
+    finally:
+        model.sampler = saved
+
+
 @pytest.mark.parametrize("mask", [None, "blank-layer", "all-known"])
 def test_empty_mask_returns_the_input(model, image, mask):
     if mask == "blank-layer":

@@ -231,6 +231,16 @@ def test_seed_changes_the_fill_only(tools, tiny_model_dir, tmp_path):
         assert np.array_equal(a[stem][known], b[stem][known])
 
 
+def test_guidance_changes_the_fill_only(tools, tiny_model_dir, tmp_path):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:3])
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "w0", "--guidance", "0") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "w2", "--guidance", "2") == 0
+    a, b = read_outputs(tmp_path / "w0"), read_outputs(tmp_path / "w2")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(a[stem][known], b[stem][known])
+
+
 def test_dilate_keeps_composite_exact(tools, tiny_model_dir, tmp_path):
     img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:2])
     assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "d0", "--no-composite") == 0
@@ -336,7 +346,8 @@ def test_existing_outputs_survive_a_failed_run(tools, tiny_model_dir, tmp_path, 
     assert not list(out.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("flags,match", [(["--steps", "0"], "steps"), (["--sweet-spot", "0"], "sweet_spot")])
+@pytest.mark.parametrize("flags,match", [(["--steps", "0"], "steps"), (["--sweet-spot", "0"], "sweet_spot"),
+                                         (["--guidance", "-1"], "guidance")])
 def test_bad_sampler_flags(tools, tiny_model_dir, tmp_path, capsys, flags, match):
     img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:1])
     rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out", *flags)

@@ -129,6 +129,19 @@ def test_sweep_over_sampling_temperatures(tiny_model_dir, eval_set, tmp_path):
     assert "sample temp" in md and md.count("| linear |") == 2
 
 
+def test_sweep_over_guidance(tiny_model_dir, eval_set, tmp_path):
+    """--guidance is a sweep axis; each row records its scale and the table has a guidance column."""
+    images, masks = eval_set
+    assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path), "--gamma", "linear", "--steps", "2", "--guidance", "0,2",
+                 "--seeds", "0", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert sorted(float(r["guidance"]) for r in rows) == [0.0, 2.0]
+    assert rows[0]["fid_raw"] != rows[1]["fid_raw"]
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| guidance |" in md and md.count("| linear |") == 2
+
+
 def test_sweep_temperatures_default_to_the_model_config(tiny_model_dir, eval_set, tmp_path):
     import shutil
 
@@ -137,14 +150,14 @@ def test_sweep_temperatures_default_to_the_model_config(tiny_model_dir, eval_set
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
     cfg = yaml.safe_load((model / "config.yaml").read_text())
-    cfg["sampler"] = dict(cfg.get("sampler") or {}, choice_temperature=2.0, temperature=0.5)
+    cfg["sampler"] = dict(cfg.get("sampler") or {}, choice_temperature=2.0, temperature=0.5, guidance=1.5)
     (model / "config.yaml").write_text(yaml.safe_dump(cfg))
     images, masks = eval_set
     assert main(["sweep", "--model", str(model), "--images", str(images), "--masks", str(masks),
                  "--out", str(tmp_path / "out"), "--gamma", "cosine", "--steps", "2", "--seeds", "0",
                  "--device", "cpu"]) == 0
     (run,) = json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]
-    assert run["choice_temperature"] == 2.0 and run["temperature"] == 0.5
+    assert run["choice_temperature"] == 2.0 and run["temperature"] == 0.5 and run["guidance"] == 1.5
 
 
 # ----------------------------------------------------------------------------- reconstruction FID

@@ -9,8 +9,8 @@ import torch
 
 from maskgit_inpaint.masks import (GENERATORS, generate_masks, harmonic_fill, pixel_to_token_mask,
                                    token_to_pixel_mask)
-from maskgit_inpaint.sampling import (SamplerConfig, inpaint_tokens, masked_counts, seed_for_name,
-                                      uniform_noise)
+from maskgit_inpaint.sampling import (SamplerConfig, guided_logits, inpaint_tokens, masked_counts,
+                                      seed_for_name, uniform_noise)
 from maskgit_inpaint.schedules import NON_MONOTONE, SCHEDULES, gamma
 
 K = 64     # codebook size of the fake model; the mask id is K
@@ -346,7 +346,8 @@ def test_sampling_follows_the_distribution():
 def test_validation_errors():
     tokens, unknown = make_batch((5,))
     for cfg in (SamplerConfig(gamma="nope"), SamplerConfig(steps=0), SamplerConfig(sweet_spot=0),
-                SamplerConfig(temperature=-1.0), SamplerConfig(choice_temperature=-0.5)):
+                SamplerConfig(temperature=-1.0), SamplerConfig(choice_temperature=-0.5),
+                SamplerConfig(guidance=-1.0), SamplerConfig(guidance=float("nan"))):
         with pytest.raises(ValueError):
             inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K)
 
@@ -469,3 +470,67 @@ def test_harmonic_fill_is_smoother_than_a_flat_hole():
     filled = harmonic_fill(img, known)
     err = lambda a: ((a - img) ** 2).mean()  # noqa: E731
     assert err(filled) < 0.3 * err(mean)
+
+
+# ----------------------------------------------------------------------------- context guidance
+def test_guided_logits_formula_and_the_free_pass_masks_every_known_token():
+    lm = FakeLM()
+    tokens, unknown = make_batch((10, 40))
+    cur = torch.where(unknown, torch.full_like(tokens, K), tokens)
+    cur[0, unknown[0].nonzero()[0, 0]] = 5  # one hole token already generated: it stays in the free pass
+    out = guided_logits(lm, cur, unknown, 1.5, K)
+    (both,) = lm.calls  # one forward pass of the doubled batch
+    assert torch.equal(both[:2], cur)
+    free = both[2:]
+    assert bool((free[~unknown] == K).all())
+    assert torch.equal(free[unknown], cur[unknown])
+    cond, uncond = lm(cur)[..., :K], lm(free)[..., :K]
+    assert torch.allclose(out, cond + 1.5 * (cond - uncond), atol=1e-5)
+    lm.calls.clear()
+    assert torch.equal(guided_logits(lm, cur, unknown, 0.0, K), lm(cur)[..., :K].float())
+
+
+def test_guidance_zero_is_the_plain_sampler_and_guidance_changes_the_fill():
+    base = SamplerConfig(gamma="cosine", steps=6, temperature=0.0)
+    tokens, unknown, plain, lm = run(base)
+    assert all(c.shape[0] == 3 for c in lm.calls)  # no second pass when off
+    _, _, off, _ = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.0, guidance=0.0))
+    assert torch.equal(off.tokens, plain.tokens)
+    _, _, on, lm2 = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.0, guidance=2.0))
+    assert all(c.shape[0] == 6 for c in lm2.calls)
+    assert torch.equal(on.tokens[~unknown], tokens[~unknown])
+    assert not torch.equal(on.tokens, plain.tokens)
+
+
+def test_guidance_follows_the_context_the_model_sees():
+    """A model whose clue to code 2 is a known token: without guidance the prior's code 1 wins
+    (0.9 < 1.0); with w = 1 the context's pull counts double: 0.9 + (0.9 - 0.5) = 1.3 > 1.0."""
+    class ContextLM:
+        def __call__(self, toks):
+            logits = torch.zeros(*toks.shape, K + 1)
+            logits[..., 1] = 1.0                                     # the prior, context or not
+            has_ctx = (toks == 9).any(1, keepdim=True).float()       # a known 9 anywhere
+            logits[..., 2] = 0.5 + 0.4 * has_ctx
+            logits[..., K] = -1e4
+            return logits
+
+    tokens = torch.full((1, N), 9)
+    unknown = torch.zeros(1, N, dtype=torch.bool)
+    unknown[0, :20] = True
+
+    def fill(w):
+        cfg = SamplerConfig(gamma="linear", steps=4, temperature=0.0, guidance=w)
+        return inpaint_tokens(ContextLM(), tokens, unknown, cfg, codebook_size=K).tokens[unknown]
+
+    assert bool((fill(0.0) == 1).all())
+    assert bool((fill(1.0) == 2).all())
+
+
+def test_guided_sampling_is_deterministic_and_batch_independent():
+    cfg = SamplerConfig(gamma="sqrt", steps=8, temperature=0.7, guidance=1.0)
+    tokens, unknown = make_batch((10, 40, 64))
+    a = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=torch.tensor([3, 4, 5])).tokens
+    b = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=torch.tensor([3, 4, 5])).tokens
+    one = inpaint_tokens(FakeLM(), tokens[1:2], unknown[1:2], cfg, codebook_size=K, seed=4).tokens
+    assert torch.equal(a, b)
+    assert torch.equal(a[1:2], one)

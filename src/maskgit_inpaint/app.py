@@ -248,11 +248,13 @@ class InpaintSettings:
     temperature: float = 1.0           # sampling temperature of the tokens; 0 = argmax
     seed: int = 0
     composite: bool = True             # put the known pixels back over the output (model.blend: seamless by default)
+    guidance: float = 0.0              # context guidance scale (0 = off; costs a second forward pass per step)
 
     @classmethod
     def from_model(cls, model, **changes) -> "InpaintSettings":
         s = model.sampler
-        return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature), **changes)
+        return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature,
+                           guidance=s.guidance), **changes)
 
     def sampler(self):
         from .sampling import SamplerConfig
@@ -260,7 +262,8 @@ class InpaintSettings:
         steps = int(self.steps)
         spot = int(self.sweet_spot) if self.sweet_spot else None
         cfg = SamplerConfig(gamma=self.schedule, steps=steps, sweet_spot=spot if spot and spot < steps else None,
-                            choice_temperature=float(self.choice_temperature), temperature=float(self.temperature))
+                            choice_temperature=float(self.choice_temperature), temperature=float(self.temperature),
+                            guidance=float(self.guidance))
         cfg.validate()
         return cfg
 
@@ -327,6 +330,7 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
     else:
         level, what = "info", f"Inpainted {n_hole} of {known.size} pixels ({100 * n_hole / known.size:.1f}%)."
     detail = (f"{steps_run} step{'s' * (steps_run != 1)} of the {sampler.gamma} schedule (T={sampler.steps}), "
+              + (f"context guidance {sampler.guidance:g}, " if sampler.guidance else "") +
               f"seed {int(settings.seed)}, composite {model.blend if settings.composite else 'off'}; "
               f"took {seconds:.2f} s.")
     return InpaintResult(result, strip, " ".join(notes + [what, detail]), level, seconds=seconds, **base)
@@ -425,9 +429,10 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
     def on_clear(image):
         return gr.skip() if image is None else editor_value(image)
 
-    def on_inpaint(image, editor, schedule, steps, sweet_spot, choice_temperature, temperature, seed, composite):
+    def on_inpaint(image, editor, schedule, steps, sweet_spot, choice_temperature, temperature, guidance, seed,
+                   composite):
         settings = InpaintSettings(schedule, int(steps), int(sweet_spot) or None, float(choice_temperature),
-                                   float(temperature), int(seed or 0), bool(composite))
+                                   float(temperature), int(seed or 0), bool(composite), float(guidance or 0))
         res = run_inpaint(model, image, editor, settings)
         {"error": gr.Warning, "warning": gr.Warning}.get(res.level, gr.Info)(res.message)
         if res.result is None:
@@ -476,6 +481,9 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
                 with gr.Accordion("More", open=False):
                     token_t = gr.Slider(0, 2, value=defaults.temperature, step=0.05,
                                         label="Token sampling temperature (0 = argmax)", elem_id="temperature")
+                    guidance = gr.Slider(0, 4, value=defaults.guidance, step=0.1,
+                                         label="Context guidance (0 = off; above 0 each step costs two passes)",
+                                         elem_id="guidance")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                     composite = gr.Checkbox(True, label="Composite (keep known pixels)", elem_id="composite")
@@ -494,7 +502,8 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         sample.change(on_sample, sample, [editor, image_state, status])
         generate.click(on_generate, [image_state, kind, mask_seed], editor)
         clear.click(on_clear, image_state, editor)
-        run.click(on_inpaint, [image_state, editor, schedule, steps, sweet_spot, choice_t, token_t, seed, composite],
+        run.click(on_inpaint, [image_state, editor, schedule, steps, sweet_spot, choice_t, token_t, guidance, seed,
+                                  composite],
                   [result, strip, status, download], concurrency_limit=1, concurrency_id="inpaint")
     # One request runs at a time, the others wait in a bounded queue; no REST shortcut past it.
     demo.queue(default_concurrency_limit=1, max_size=16, api_open=False)

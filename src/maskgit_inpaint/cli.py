@@ -34,6 +34,9 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
     g.add_argument("--temperature", type=float, help="choice temperature: Gumbel noise on confidences")
     g.add_argument("--sample-temperature", type=float,
                    help="sampling temperature of the predicted tokens (0 = argmax)")
+    g.add_argument("--guidance", type=float,
+                   help="context guidance scale w: logits + w * (logits - logits with the known tokens masked); "
+                        "0 = off, above 0 each step costs a second forward pass")
     add_fill_args(g)
     add_precision_arg(g)
 
@@ -60,7 +63,8 @@ def sampler_from_args(model, args):
     cfg = model.sampler
     changes = {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
                                  ("choice_temperature", args.temperature),
-                                 ("temperature", args.sample_temperature)) if v is not None}
+                                 ("temperature", args.sample_temperature), ("guidance", args.guidance))
+               if v is not None}
     cfg = replace(cfg, **changes)
     if args.steps is not None and args.sweet_spot is None and cfg.sweet_spot and cfg.sweet_spot > cfg.steps:
         cfg = replace(cfg, sweet_spot=None)
@@ -222,10 +226,11 @@ def cmd_sweep(args) -> int:
     temps = parse_list(args.temperature, float, "--temperature") if args.temperature else None
     sample_temps = (parse_list(args.sample_temperature, float, "--sample-temperature")
                     if args.sample_temperature else None)
+    guidances = parse_list(args.guidance, float, "--guidance") if args.guidance else None
     seeds = parse_list(args.seeds, int, "--seeds")
     if None in seeds:
         raise CLIError("--seeds: integers only")
-    configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps)
+    configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances)
     if not configs:
         raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
     names, images01, known = load_eval_set(args.images, args.masks, model.image_size, args.limit, args.hole_value)
@@ -244,7 +249,8 @@ def cmd_fid_curve(args) -> int:
 
     overrides = {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
                                    ("choice_temperature", args.temperature),
-                                   ("temperature", args.sample_temperature)) if v is not None}
+                                   ("temperature", args.sample_temperature), ("guidance", args.guidance))
+                 if v is not None}
     out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
     run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
                   limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log,
@@ -419,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--temperature", help="comma-separated choice temperatures (default: the model's)")
     q.add_argument("--sample-temperature", help="comma-separated sampling temperatures of the token draw, "
                                                 "0 = argmax (default: the model's)")
+    q.add_argument("--guidance", help="comma-separated context guidance scales, 0 = off (default: the model's)")
     q.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (FID mean +- std over them)")
     q.add_argument("--limit", type=int, help="use only the first N image/mask pairs")
     q.add_argument("--batch-size", type=int, default=64)

@@ -159,17 +159,20 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- sweep
-def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_temperatures=None):
+def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_temperatures=None, guidances=None):
     """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
     `None` in sweet_spots means "run all T steps". `temperatures` are choice temperatures,
-    `sample_temperatures` those of the token draw; both default to the base config's."""
+    `sample_temperatures` those of the token draw, `guidances` context guidance scales; all
+    default to the base config's."""
     out = []
     temperatures = temperatures or [base.choice_temperature]
     sample_temperatures = sample_temperatures or [base.temperature]
-    for g, t, s, c, st in itertools.product(gammas, steps, sweet_spots, temperatures, sample_temperatures):
+    guidances = guidances or [base.guidance]
+    for g, t, s, c, st, w in itertools.product(gammas, steps, sweet_spots, temperatures, sample_temperatures,
+                                               guidances):
         if s is not None and s > t:
             continue
-        cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c, temperature=st)
+        cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c, temperature=st, guidance=w)
         cfg.validate()
         out.append(cfg)
     return out
@@ -196,11 +199,11 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
             fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
-                         "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
+                         "guidance": cfg.guidance, "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
                          "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash})
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
-                f"t={cfg.temperature} "
+                f"t={cfg.temperature} w={cfg.guidance} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image")
     summary = summarize(rows)
     write_csv(out_dir / "sweep.csv", rows)
@@ -213,10 +216,10 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature")
+    keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature", "guidance")
     groups: dict = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        groups.setdefault(tuple(r.get(k, 0.0) for k in keys), []).append(r)
     out = []
     for k, rs in groups.items():
         raw_m, raw_s = mean_std([r["fid_raw"] for r in rs])
@@ -235,11 +238,11 @@ def markdown_table(summary: list[dict], rec: dict) -> str:
              f"composite blend {rec.get('blend', 'paste')}; "
              "FID mean +- std over seeds.",
              "",
-             "| gamma | T | stop | choice temp | sample temp | FID raw | FID composite | s/image |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| gamma | T | stop | choice temp | sample temp | guidance | FID raw | FID composite | s/image |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         lines.append(f"| {r['gamma']} | {r['steps']} | {r['sweet_spot']} | {r['choice_temperature']:g} | "
-                     f"{r['temperature']:g} | "
+                     f"{r['temperature']:g} | {r['guidance']:g} | "
                      f"{r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
                      f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | {r['s_per_image']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -264,7 +267,8 @@ def plot_sweep(summary: list[dict], path: Path, title: str = "") -> Path:
 
     labels = [f"{r['gamma']}\nT={r['steps']} stop={r['sweet_spot']}" +
               (f"\nc={r['choice_temperature']:g}" if varies("choice_temperature") else "") +
-              (f"\nt={r['temperature']:g}" if varies("temperature") else "")
+              (f"\nt={r['temperature']:g}" if varies("temperature") else "") +
+              (f"\nw={r['guidance']:g}" if varies("guidance") else "")
               for r in summary]
     x = np.arange(len(summary))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(summary) + 2), 4.2))

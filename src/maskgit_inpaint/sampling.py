@@ -27,6 +27,7 @@ class SamplerConfig:
     sweet_spot: int | None = None    # stop after this many steps (None = T)
     choice_temperature: float = 4.5  # scale of the Gumbel noise on confidences, annealed to 0
     temperature: float = 1.0         # sampling temperature of the tokens; 0 = argmax
+    guidance: float = 0.0            # context guidance scale w; 0 = off (see `guided_logits`)
 
     def validate(self) -> None:
         gamma_fn(self.gamma, 0.5)  # raises for an unknown name
@@ -36,6 +37,8 @@ class SamplerConfig:
             raise ValueError(f"sweet_spot must be >= 1, got {self.sweet_spot}")
         if self.temperature < 0 or self.choice_temperature < 0:
             raise ValueError("temperatures must be >= 0")
+        if not self.guidance >= 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
 
     @property
     def stop(self) -> int:
@@ -74,6 +77,23 @@ def _ranks(values: torch.Tensor) -> torch.Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order))
     return ranks
+
+
+def guided_logits(logits_fn: Callable[[torch.Tensor], torch.Tensor], cur: torch.Tensor, unknown: torch.Tensor,
+                  guidance: float, codebook_size: int) -> torch.Tensor:
+    """Logits over the codebook, (B, N, codebook_size), with context guidance when `guidance` > 0.
+
+    Like classifier-free guidance with the known tokens as the condition: the prediction with
+    every known token masked as well (what the model guesses from the hole's own tokens alone)
+    is the unconditional one, and l + w * (l - l_free) pushes the hole tokens towards what the
+    surroundings imply. Both predictions come from one forward pass of a doubled batch.
+    """
+    if not guidance:
+        return logits_fn(cur)[..., :codebook_size].float()
+    free = torch.where(unknown, cur, torch.full_like(cur, codebook_size))
+    both = logits_fn(torch.cat([cur, free]))[..., :codebook_size].float()
+    cond, uncond = both.chunk(2)
+    return cond + guidance * (cond - uncond)
 
 
 @torch.no_grad()
@@ -116,7 +136,7 @@ def inpaint_tokens(
     result = SampleResult(tokens=cur)
 
     for t in range(1, stop + 1):
-        logits = logits_fn(cur)[..., :codebook_size].float()
+        logits = guided_logits(logits_fn, cur, unknown, cfg.guidance, codebook_size)
         logp = torch.log_softmax(logits, dim=-1)
         if t == stop and early:
             sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess
