@@ -526,6 +526,17 @@ def test_guidance_follows_the_context_the_model_sees():
     assert bool((fill(1.0) == 2).all())
 
 
+def test_guidance_without_known_tokens_runs_one_pass_and_changes_nothing():
+    cfg = SamplerConfig(gamma="cosine", steps=6, temperature=0.7)
+    tokens, unknown = make_batch((64, 64))
+    plain, guided_lm = FakeLM(), FakeLM()
+    a = inpaint_tokens(plain, tokens, unknown, cfg, codebook_size=K, seed=1).tokens
+    b = inpaint_tokens(guided_lm, tokens, unknown, SamplerConfig(gamma="cosine", steps=6, temperature=0.7,
+                                                                 guidance=3.0), codebook_size=K, seed=1).tokens
+    assert torch.equal(a, b)
+    assert all(c.shape[0] == 2 for c in guided_lm.calls)
+
+
 def test_guided_sampling_is_deterministic_and_batch_independent():
     cfg = SamplerConfig(gamma="sqrt", steps=8, temperature=0.7, guidance=1.0)
     tokens, unknown = make_batch((10, 40, 64))

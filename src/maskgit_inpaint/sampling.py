@@ -124,6 +124,8 @@ def inpaint_tokens(
         raise ValueError(f"seed must be an int or a tensor of shape ({b},), got {tuple(seeds.shape)}")
 
     T = cfg.steps
+    # With nothing known anywhere in the batch the free pass would equal the other one: skip it.
+    guidance = cfg.guidance if cfg.guidance and bool((~unknown).any()) else 0.0
     # A monotone schedule that reaches 0 before T has nothing left to do after that step.
     last = T if non_monotone else next(t for t in range(1, T + 1) if gamma_fn(cfg.gamma, t / T).item() == 0)
     stop = min(cfg.stop, last)
@@ -136,7 +138,7 @@ def inpaint_tokens(
     result = SampleResult(tokens=cur)
 
     for t in range(1, stop + 1):
-        logits = guided_logits(logits_fn, cur, unknown, cfg.guidance, codebook_size)
+        logits = guided_logits(logits_fn, cur, unknown, guidance, codebook_size)
         logp = torch.log_softmax(logits, dim=-1)
         if t == stop and early:
             sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess
