@@ -6,18 +6,15 @@ usage: python scripts/diagnostics/logit_variants.py NAME [topk=K] [topp=P] [guid
   guide: the sampler's context guidance scale (`SamplerConfig.guidance`, `--guidance` of the CLI).
   The shipped default has guidance 3; `guide=0` gives the sampler without it."""
 import sys, time, json, torch
-from dataclasses import replace
 from maskgit_inpaint.compositing import paste_known
 from maskgit_inpaint.sampling import seed_for_name
-from val_setup import val_setup
+from val_setup import sampler_with, val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
 model, names, imgs, known, fid = val_setup()
 topk, topp = int(kv.pop("topk", 0)), float(kv.pop("topp", 0))
 kv["guidance"] = kv.pop("guide", "0")
-cast = {"steps": int, "sweet_spot": int, "temperature": float, "choice_temperature": float, "gamma": str,
-        "guidance": float}
-sampler = replace(model.sampler, **{k: cast[k](v) for k, v in kv.items()})
+sampler = sampler_with(model.sampler, kv)
 net, V = model.transformer, model.codebook_size
 
 

@@ -1,17 +1,15 @@
 """One sampler/pipeline setting of the default model on the 747 val images: FID raw, plain paste, seamless.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); writes out/diag/.
-usage: python scripts/diagnostics/one_setting.py NAME key=value ... (keys: temperature, choice_temperature, steps, gamma, dilate)"""
+usage: python scripts/diagnostics/one_setting.py NAME key=value ... (keys: temperature, choice_temperature, steps, gamma, sweet_spot, guidance, dilate)"""
 import sys, time, json, torch
-from dataclasses import replace
 from maskgit_inpaint.compositing import paste_known
 from maskgit_inpaint.sampling import seed_for_name
-from val_setup import val_setup
+from val_setup import sampler_with, val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
 model, names, imgs, known, fid = val_setup()
 dilate = int(kv.pop("dilate", 0))
-cast = {"temperature": float, "choice_temperature": float, "steps": int, "gamma": str, "sweet_spot": int}
-sampler = replace(model.sampler, **{k: cast[k](v) for k, v in kv.items()})
+sampler = sampler_with(model.sampler, kv)
 t0 = time.time()
 out = []
 for i in range(0, len(names), 64):

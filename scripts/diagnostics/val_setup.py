@@ -21,3 +21,14 @@ def val_setup():
         return round(frechet_distance(inception_features(to_uint8(x), inc), gt_f), 3)
 
     return model, names, imgs, known, fid
+
+
+SAMPLER_KEYS = {"steps": int, "sweet_spot": int, "temperature": float, "choice_temperature": float, "gamma": str,
+                "guidance": float}
+
+
+def sampler_with(base, kv: dict):
+    """`base` (a SamplerConfig) with the key=value strings of a command line applied."""
+    from dataclasses import replace
+
+    return replace(base, **{k: SAMPLER_KEYS[k](x) for k, x in kv.items()})

@@ -57,15 +57,18 @@ def add_fill_args(p) -> None:
                         "paste = plain paste; default: the model's config, else poisson")
 
 
+def sampler_overrides(args) -> dict:
+    """The SamplerConfig fields given on the command line (`add_sampler_args`), by field name."""
+    return {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
+                              ("choice_temperature", args.temperature),
+                              ("temperature", args.sample_temperature), ("guidance", args.guidance))
+            if v is not None}
+
+
 def sampler_from_args(model, args):
     from dataclasses import replace
 
-    cfg = model.sampler
-    changes = {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
-                                 ("choice_temperature", args.temperature),
-                                 ("temperature", args.sample_temperature), ("guidance", args.guidance))
-               if v is not None}
-    cfg = replace(cfg, **changes)
+    cfg = replace(model.sampler, **sampler_overrides(args))
     if args.steps is not None and args.sweet_spot is None and cfg.sweet_spot and cfg.sweet_spot > cfg.steps:
         cfg = replace(cfg, sweet_spot=None)
     cfg.validate()
@@ -247,10 +250,7 @@ def cmd_fid_curve(args) -> int:
     from .experiments import run_fid_curve
     from .model import resolve_device
 
-    overrides = {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
-                                   ("choice_temperature", args.temperature),
-                                   ("temperature", args.sample_temperature), ("guidance", args.guidance))
-                 if v is not None}
+    overrides = sampler_overrides(args)
     out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
     run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
                   limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log,

@@ -199,7 +199,8 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
             fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
-                         "guidance": cfg.guidance, "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
+                         "guidance": cfg.guidance, "seed": seed,
+                         "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
                          "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash})
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
@@ -219,7 +220,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature", "guidance")
     groups: dict = {}
     for r in rows:
-        groups.setdefault(tuple(r.get(k, 0.0) for k in keys), []).append(r)
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
     for k, rs in groups.items():
         raw_m, raw_s = mean_std([r["fid_raw"] for r in rs])
