@@ -281,3 +281,79 @@ def test_fid_curve_of_a_transformer_run_needs_masks(two_epoch_runs, eval_set, ca
     images, _ = eval_set
     assert main(["fid-curve", str(run), "--images", str(images), "--device", "cpu"]) == 2
     assert "--masks" in capsys.readouterr().err
+
+
+def _perturbed_copy(model_dir: Path, dest: Path, prefix: str) -> Path:
+    """A copy of the model with the first tokenizer tensor named `prefix`... changed."""
+    import shutil
+
+    from maskgit_inpaint.checkpoints import load_safetensors, save_safetensors
+
+    shutil.copytree(model_dir, dest)
+    sd = load_safetensors(dest / "tokenizer.safetensors")
+    name = next(k for k in sorted(sd) if k.startswith(prefix) and sd[k].is_floating_point() and sd[k].numel() > 1)
+    sd[name] = sd[name] + 0.5 * torch.randn(sd[name].shape, generator=torch.Generator().manual_seed(0))
+    save_safetensors(sd, dest / "tokenizer.safetensors")
+    return dest
+
+
+def test_sweep_token_cache_reuses_tokens_only_when_they_stay_the_same(tiny_model_dir, eval_set, tmp_path):
+    """--token-cache: a second sweep decodes the stored tokens (same FIDs); after a decoder change it
+    gives exactly what a sweep without the cache gives; an encoder change or a new seed samples again."""
+    images, masks = eval_set
+    cache = tmp_path / "cache"
+
+    def sweep(model, out, seeds="0,1", cached=True):
+        argv = ["sweep", "--model", str(model), "--images", str(images), "--masks", str(masks),
+                "--out", str(tmp_path / out), "--gamma", "linear", "--steps", "2", "--seeds", seeds,
+                "--device", "cpu"] + (["--token-cache", str(cache)] if cached else [])
+        assert main(argv) == 0
+        return list(csv.DictReader(open(tmp_path / out / "sweep.csv")))
+
+    first = sweep(tiny_model_dir, "a")
+    assert [r["tokens_cached"] for r in first] == ["False", "False"]
+    assert len(list(cache.glob("*.safetensors"))) == 2
+    again = sweep(tiny_model_dir, "b")
+    assert [r["tokens_cached"] for r in again] == ["True", "True"]
+    assert [(r["fid_raw"], r["fid_composite"]) for r in again] == [(r["fid_raw"], r["fid_composite"]) for r in first]
+    assert "2 of 2 runs decoded tokens sampled by an earlier sweep" in (tmp_path / "b" / "sweep.md").read_text()
+
+    new_decoder = _perturbed_copy(tiny_model_dir, tmp_path / "dec", "decoder.")
+    dec_cached = sweep(new_decoder, "c")
+    dec_fresh = sweep(new_decoder, "d", cached=False)
+    assert [r["tokens_cached"] for r in dec_cached] == ["True", "True"]
+    assert [r["fid_raw"] for r in dec_cached] != [r["fid_raw"] for r in first]
+    for c, f in zip(dec_cached, dec_fresh):
+        assert float(c["fid_raw"]) == pytest.approx(float(f["fid_raw"]), abs=1e-3)
+        assert float(c["fid_composite"]) == pytest.approx(float(f["fid_composite"]), abs=1e-3)
+
+    new_encoder = _perturbed_copy(tiny_model_dir, tmp_path / "enc", "encoder.")
+    assert [r["tokens_cached"] for r in sweep(new_encoder, "e")] == ["False", "False"]
+    assert [r["tokens_cached"] for r in sweep(tiny_model_dir, "f", seeds="1,2")] == ["True", "False"]
+
+
+def test_sweep_token_cache_must_be_a_folder(tiny_model_dir, eval_set, tmp_path, capsys):
+    images, masks = eval_set
+    (tmp_path / "file").write_text("x")
+    rc = main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+               "--out", str(tmp_path / "o"), "--gamma", "linear", "--steps", "2", "--seeds", "0",
+               "--device", "cpu", "--token-cache", str(tmp_path / "file")])
+    assert rc == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_sweep_keeps_its_finished_runs_when_stopped(tiny_model_dir, eval_set, tmp_path):
+    """sweep.csv is rewritten after every run, so a sweep stopped part-way loses only the run in progress."""
+    from maskgit_inpaint.experiments import load_eval_set, run_sweep, sweep_configs
+    from maskgit_inpaint.model import load_model
+
+    model, model_dir = load_model(str(tiny_model_dir), "cpu")
+    names, x, known = load_eval_set(eval_set[0], eval_set[1], model.image_size)
+    configs = sweep_configs(model.sampler, ["linear"], [2], [None])
+
+    def stop(msg):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(model, model_dir, x, known, names, configs, [0, 1], tmp_path, log=stop)
+    (row,) = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert row["seed"] == "0" and float(row["fid_raw"]) > 0

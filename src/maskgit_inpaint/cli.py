@@ -236,10 +236,13 @@ def cmd_sweep(args) -> int:
     configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances)
     if not configs:
         raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
+    if args.token_cache and Path(args.token_cache).exists() and not Path(args.token_cache).is_dir():
+        raise CLIError(f"--token-cache {args.token_cache}: exists and is not a folder")
     names, images01, known = load_eval_set(args.images, args.masks, model.image_size, args.limit, args.hole_value)
     _log(f"sweep: {len(configs)} sampler settings x {len(seeds)} seeds on {len(names)} images")
     rec = run_sweep(model, model_dir, images01, known, names, configs, seeds, args.out,
-                    batch_size=args.batch_size, device=resolve_device(args.device), log=_log)
+                    batch_size=args.batch_size, device=resolve_device(args.device), log=_log,
+                    token_cache=args.token_cache)
     out = Path(args.out)
     print((out / "sweep.md").read_text())
     print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}, {out / 'sweep.json'}")
@@ -431,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
     q.add_argument("--device", default="auto")
+    q.add_argument("--token-cache", metavar="DIR",
+                   help="keep the sampled tokens in DIR and reuse those of earlier sweeps with the same "
+                        "transformer, encoder, sampler settings, seed and images (after fine-tuning only "
+                        "the decoder, a sweep then just decodes)")
     add_fill_args(q)
     add_precision_arg(q)
     q.set_defaults(func=cmd_sweep)

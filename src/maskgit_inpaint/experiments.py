@@ -57,9 +57,10 @@ def to_uint8(images01: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- running the model
 def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[str], sampler, seed: int,
-                batch_size: int = 64) -> tuple[torch.Tensor, float]:
+                batch_size: int = 64, tokens_out: list | None = None) -> tuple[torch.Tensor, float]:
     """Raw decoded outputs (N,3,H,W) in [0,1] and seconds per image. Per-image seeds come from
-    the file names exactly as in `maskgit inpaint`, so results match that command."""
+    the file names exactly as in `maskgit inpaint`, so results match that command. The final
+    token grids are appended batch by batch to `tokens_out` when given."""
     from .sampling import seed_for_name
 
     out = []
@@ -69,8 +70,93 @@ def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[
         seeds = torch.tensor([seed_for_name(seed, n) for n in names[sl]])
         res = model.inpaint(images01[sl], known[sl], sampler, seed=seeds, composite=False)
         out.append(res.images.float().cpu())
+        if tokens_out is not None:
+            tokens_out.append(res.tokens.cpu())
     dt = time.perf_counter() - t0
     return torch.cat(out), dt / max(1, len(names))
+
+
+@torch.no_grad()
+def decode_all(model, tokens: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Token grids (N, n_tokens) -> images (N,3,H,W) in [0,1]."""
+    return torch.cat([model.decode(tokens[i:i + batch_size].to(model.device)).float().cpu()
+                      for i in range(0, len(tokens), batch_size)])
+
+
+# Tokenizer weights that only turn tokens into pixels: changing them leaves every sampled token as it is.
+DECODER_SIDE = ("decoder.", "post_quant_conv.")
+
+
+def _digest(h, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+class TokenCache:
+    """The token grids a sweep sampled, kept in a folder so that a later sweep with a new decoder
+    (e.g. the tokenizer's decoder fine-tuned with the encoder frozen) only decodes them again.
+
+    A run's key hashes everything its tokens depend on: the transformer's and the tokenizer's
+    weights except the decoder side, the model config, hole fill, precision, batch size, the
+    torch version and device type, the images, masks and names, the sampler settings and the seed.
+    Anything else in that list changing gives a new key, so a stale entry is never used."""
+
+    def __init__(self, folder, model, images01, known, names, batch_size: int, log=print):
+        import hashlib
+
+        self.folder = Path(folder)
+        self.log = log
+        h = hashlib.sha256(b"maskgit-inpaint token cache 1")
+        for k, v in sorted(model.tokenizer.state_dict().items()):
+            if not k.startswith(DECODER_SIDE):
+                h.update(k.encode())
+                _digest(h, v)
+        for k, v in sorted(model.transformer.state_dict().items()):
+            h.update(k.encode())
+            _digest(h, v)
+        cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format")}
+        h.update(json.dumps([cfg, model.hole_fill, resolve_precision(model.precision, model.device), batch_size,
+                             torch.__version__, model.device.type], sort_keys=True, default=str).encode())
+        _digest(h, images01.float())
+        _digest(h, known.bool())
+        h.update("\n".join(names).encode())
+        self._base = h
+
+    def key(self, sampler, seed: int) -> str:
+        h = self._base.copy()
+        h.update(json.dumps([asdict(sampler), seed], sort_keys=True).encode())
+        return h.hexdigest()[:32]
+
+    def path(self, sampler, seed: int) -> Path:
+        return self.folder / f"{self.key(sampler, seed)}.safetensors"
+
+    def get(self, sampler, seed: int, n: int) -> tuple[torch.Tensor, float] | None:
+        """(tokens, seconds per image of the run that sampled them), or None."""
+        from safetensors import safe_open
+
+        path = self.path(sampler, seed)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), "pt") as f:
+                tokens, spi = f.get_tensor("tokens"), float(f.metadata()["s_per_image"])
+        except Exception as e:  # an unreadable entry is sampled again and overwritten
+            self.log(f"token cache: {path}: unreadable ({e}); sampling again")
+            return None
+        if tokens.dim() != 2 or len(tokens) != n:
+            self.log(f"token cache: {path}: holds {tuple(tokens.shape)} tokens for {n} images; sampling again")
+            return None
+        return tokens.long(), spi
+
+    def put(self, sampler, seed: int, tokens: torch.Tensor, spi: float) -> None:
+        from safetensors.torch import save_file
+
+        from .checkpoints import atomic_write
+
+        meta = {"s_per_image": repr(spi), "seed": str(seed), "sampler": json.dumps(asdict(sampler))}
+        data = {"tokens": tokens.to(torch.int32).contiguous()}
+        atomic_write(self.path(sampler, seed), lambda tmp: save_file(data, tmp, metadata=meta))
 
 
 @torch.no_grad()
@@ -179,10 +265,12 @@ def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_te
 
 
 def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir, inception=None,
-              batch_size: int = 64, device="cpu", log=print) -> dict:
+              batch_size: int = 64, device="cpu", log=print, token_cache=None) -> dict:
     """Inpaint the set once per (config, seed); FID of raw decodes and of composites against the
-    ground truth (its features computed once). Writes sweep.csv (one row per run),
-    sweep.md (mean +- std over seeds), sweep.png (bar chart) and sweep.json (everything)."""
+    ground truth (its features computed once). Writes sweep.csv (one row per run, rewritten
+    after each run), sweep.md (mean +- std over seeds), sweep.png (bar chart) and sweep.json
+    (everything). With `token_cache` (a folder) the sampled tokens are kept there, and a run
+    whose tokens are already there only decodes them (see `TokenCache`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inception = inception or load_inception(default_inception_path(), device)
@@ -190,10 +278,18 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
     gt_f = inception_features(gt_u8, inception, 50, device)
     mhash = record(model_dir)["model_hash"]
     precision = resolve_precision(model.precision, model.device)
+    cache = TokenCache(token_cache, model, images01, known, names, batch_size, log) if token_cache else None
     rows = []
     for i, cfg in enumerate(configs):
         for seed in seeds:
-            raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size)
+            hit = cache.get(cfg, seed, len(names)) if cache else None
+            if hit:
+                raw, spi = decode_all(model, hit[0], batch_size), hit[1]
+            else:
+                toks: list = []
+                raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size, toks)
+                if cache:
+                    cache.put(cfg, seed, torch.cat(toks), spi)
             comp = paste_known(raw, images01, known, model.blend)
             fid_raw = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
             fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
@@ -202,10 +298,13 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                          "guidance": cfg.guidance, "seed": seed,
                          "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
-                         "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash})
+                         "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash,
+                         "tokens_cached": bool(hit)})
+            write_csv(out_dir / "sweep.csv", rows)  # a sweep stopped part-way keeps its finished runs
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
                 f"t={cfg.temperature} w={cfg.guidance} "
-                f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image")
+                f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image"
+                + (" (tokens from the cache)" if hit else ""))
     summary = summarize(rows)
     write_csv(out_dir / "sweep.csv", rows)
     rec = record(model_dir, model.config, list(seeds), images=len(names), precision=precision,
@@ -232,12 +331,18 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _cached_note(runs: list[dict]) -> str:
+    n = sum(bool(r.get("tokens_cached")) for r in runs)
+    return (f" {n} of {len(runs)} runs decoded tokens sampled by an earlier sweep (--token-cache); "
+            "their s/image is that of the run that sampled them.") if n else ""
+
+
 def markdown_table(summary: list[dict], rec: dict) -> str:
     lines = [f"<!-- {rec['command']} -->",
              f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}, "
              f"transformer in {rec.get('precision', 'fp32')}, hole fill {rec.get('hole_fill', 'mean')}, "
              f"composite blend {rec.get('blend', 'paste')}; "
-             "FID mean +- std over seeds.",
+             "FID mean +- std over seeds." + _cached_note(rec.get("runs", [])),
              "",
              "| gamma | T | stop | choice temp | sample temp | guidance | FID raw | FID composite | s/image |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
