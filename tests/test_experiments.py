@@ -284,7 +284,7 @@ def test_fid_curve_of_a_transformer_run_needs_masks(two_epoch_runs, eval_set, ca
 
 
 def _perturbed_copy(model_dir: Path, dest: Path, prefix: str) -> Path:
-    """A copy of the model with the first tokenizer tensor named `prefix`... changed."""
+    """A copy of the model with one tokenizer tensor whose name starts with `prefix` changed."""
     import shutil
 
     from maskgit_inpaint.checkpoints import load_safetensors, save_safetensors

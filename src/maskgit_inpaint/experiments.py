@@ -306,7 +306,6 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image"
                 + (" (tokens from the cache)" if hit else ""))
     summary = summarize(rows)
-    write_csv(out_dir / "sweep.csv", rows)
     rec = record(model_dir, model.config, list(seeds), images=len(names), precision=precision,
                  hole_fill=model.hole_fill, blend=model.blend, sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
     write_json(out_dir / "sweep.json", rec)
