@@ -95,6 +95,10 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
         model.sampler = replace(saved, guidance=1.5)
         assert InpaintSettings.from_model(model).guidance == 1.5
         assert InpaintSettings.from_model(model, guidance=0.0).sampler().guidance == 0.0
+        model.sampler = replace(saved, guidance=2.0, guidance_steps=1)
+        assert InpaintSettings.from_model(model).sampler().guidance_steps == 1
+        first = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
+        assert "context guidance 2 on the first 1 step," in first.message
     finally:
         model.sampler = saved
 

@@ -347,7 +347,8 @@ def test_existing_outputs_survive_a_failed_run(tools, tiny_model_dir, tmp_path, 
 
 
 @pytest.mark.parametrize("flags,match", [(["--steps", "0"], "steps"), (["--sweet-spot", "0"], "sweet_spot"),
-                                         (["--guidance", "-1"], "guidance")])
+                                         (["--guidance", "-1"], "guidance"),
+                                         (["--guidance-steps", "0"], "guidance_steps")])
 def test_bad_sampler_flags(tools, tiny_model_dir, tmp_path, capsys, flags, match):
     img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:1])
     rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out", *flags)

@@ -142,6 +142,42 @@ def test_sweep_over_guidance(tiny_model_dir, eval_set, tmp_path):
     assert "| guidance |" in md and md.count("| linear |") == 2
 
 
+def test_sweep_over_guidance_steps(tiny_model_dir, eval_set, tmp_path):
+    """--guidance-steps is a sweep axis ('all' = every step); rows record how many steps were
+    guided and the table has a column for it."""
+    images, masks = eval_set
+    assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path), "--gamma", "linear", "--steps", "3", "--guidance", "2",
+                 "--guidance-steps", "1,all", "--seeds", "0", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert sorted(int(r["guidance_steps"]) for r in rows) == [1, 3]
+    assert rows[0]["fid_raw"] != rows[1]["fid_raw"]
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| guided steps |" in md and md.count("| linear |") == 2
+
+
+def test_token_cache_key_separates_guidance_steps_and_keeps_earlier_keys(tiny_model_dir, eval_set):
+    """A run that guides fewer steps gets its own entry; at the default (every step) the key is
+    the one computed before the field existed, so cached tokens of earlier sweeps stay usable."""
+    import hashlib
+    from dataclasses import asdict, replace
+
+    from maskgit_inpaint.experiments import TokenCache, load_eval_set
+    from maskgit_inpaint.model import load_model
+
+    model, _ = load_model(str(tiny_model_dir), "cpu")
+    images, masks = eval_set
+    names, images01, known = load_eval_set(str(images), str(masks), model.image_size, None, 0)
+    cache = TokenCache("unused", model, images01, known, names, 8)
+    cfg = replace(model.sampler, guidance=2.0)
+    assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_steps=2), 0)
+    assert cache.key(replace(cfg, guidance_steps=2), 0) != cache.key(replace(cfg, guidance_steps=3), 0)
+    old = {k: v for k, v in asdict(cfg).items() if k != "guidance_steps"}
+    h = cache._base.copy()
+    h.update(json.dumps([old, 0], sort_keys=True).encode())
+    assert cache.key(cfg, 0) == h.hexdigest()[:32]
+
+
 def test_sweep_temperatures_default_to_the_model_config(tiny_model_dir, eval_set, tmp_path):
     import shutil
 

@@ -537,6 +537,30 @@ def test_guidance_without_known_tokens_runs_one_pass_and_changes_nothing():
     assert all(c.shape[0] == 2 for c in guided_lm.calls)
 
 
+def test_guidance_steps_guides_only_the_first_steps():
+    """guidance_steps = k: steps 1..k run the doubled batch, the rest one pass; k at or beyond
+    the last step is the same as guiding every step."""
+    cfg = SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0)
+    _, unknown, every, lm = run(cfg)
+    assert [c.shape[0] for c in lm.calls] == [6] * 6
+    _, _, two, lm2 = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0, guidance_steps=2))
+    assert [c.shape[0] for c in lm2.calls] == [6, 6, 3, 3, 3, 3]
+    assert not torch.equal(two.tokens, every.tokens)
+    # the guided steps see the same tokens as with guidance throughout
+    assert all(torch.equal(a, b) for a, b in zip(lm.calls[:2], lm2.calls[:2]))
+    _, _, six, _ = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0, guidance_steps=6))
+    _, _, many, _ = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0, guidance_steps=99))
+    assert torch.equal(six.tokens, every.tokens) and torch.equal(many.tokens, every.tokens)
+    _, _, off, lm0 = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=0.0, guidance_steps=2))
+    assert [c.shape[0] for c in lm0.calls] == [3] * 6
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_guidance_steps_must_be_positive(k):
+    with pytest.raises(ValueError, match="guidance_steps"):
+        SamplerConfig(guidance=1.0, guidance_steps=k).validate()
+
+
 def test_guided_sampling_is_deterministic_and_batch_independent():
     cfg = SamplerConfig(gamma="sqrt", steps=8, temperature=0.7, guidance=1.0)
     tokens, unknown = make_batch((10, 40, 64))

@@ -249,12 +249,13 @@ class InpaintSettings:
     seed: int = 0
     composite: bool = True             # put the known pixels back over the output (model.blend: seamless by default)
     guidance: float = 0.0              # context guidance scale (0 = off; costs a second forward pass per step)
+    guidance_steps: int | None = None  # guide only the first K steps (None = every step)
 
     @classmethod
     def from_model(cls, model, **changes) -> "InpaintSettings":
         s = model.sampler
         return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature,
-                           guidance=s.guidance), **changes)
+                           guidance=s.guidance, guidance_steps=s.guidance_steps), **changes)
 
     def sampler(self):
         from .sampling import SamplerConfig
@@ -263,7 +264,8 @@ class InpaintSettings:
         spot = int(self.sweet_spot) if self.sweet_spot else None
         cfg = SamplerConfig(gamma=self.schedule, steps=steps, sweet_spot=spot if spot and spot < steps else None,
                             choice_temperature=float(self.choice_temperature), temperature=float(self.temperature),
-                            guidance=float(self.guidance))
+                            guidance=float(self.guidance),
+                            guidance_steps=int(self.guidance_steps) if self.guidance_steps else None)
         cfg.validate()
         return cfg
 
@@ -330,7 +332,10 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
     else:
         level, what = "info", f"Inpainted {n_hole} of {known.size} pixels ({100 * n_hole / known.size:.1f}%)."
     detail = (f"{steps_run} step{'s' * (steps_run != 1)} of the {sampler.gamma} schedule (T={sampler.steps}), "
-              + (f"context guidance {sampler.guidance:g}, " if sampler.guidance else "") +
+              + (f"context guidance {sampler.guidance:g}"
+                 + (f" on the first {sampler.guidance_steps} step{'s' * (sampler.guidance_steps != 1)}"
+                    if sampler.guidance_steps and sampler.guidance_steps < steps_run else "") + ", "
+                 if sampler.guidance else "") +
               f"seed {int(settings.seed)}, composite {model.blend if settings.composite else 'off'}; "
               f"took {seconds:.2f} s.")
     return InpaintResult(result, strip, " ".join(notes + [what, detail]), level, seconds=seconds, **base)

@@ -37,6 +37,8 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
     g.add_argument("--guidance", type=float,
                    help="context guidance scale w: logits + w * (logits - logits with the known tokens masked); "
                         "0 = off, above 0 each step costs a second forward pass")
+    g.add_argument("--guidance-steps", type=int,
+                   help="guide only the first K steps (the rest cost one pass each); default: every step")
     add_fill_args(g)
     add_precision_arg(g)
 
@@ -61,7 +63,8 @@ def sampler_overrides(args) -> dict:
     """The SamplerConfig fields given on the command line (`add_sampler_args`), by field name."""
     return {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
                               ("choice_temperature", args.temperature),
-                              ("temperature", args.sample_temperature), ("guidance", args.guidance))
+                              ("temperature", args.sample_temperature), ("guidance", args.guidance),
+                              ("guidance_steps", args.guidance_steps))
             if v is not None}
 
 
@@ -230,10 +233,11 @@ def cmd_sweep(args) -> int:
     sample_temps = (parse_list(args.sample_temperature, float, "--sample-temperature")
                     if args.sample_temperature else None)
     guidances = parse_list(args.guidance, float, "--guidance") if args.guidance else None
+    guidance_steps = parse_list(args.guidance_steps, int, "--guidance-steps") if args.guidance_steps else None
     seeds = parse_list(args.seeds, int, "--seeds")
     if None in seeds:
         raise CLIError("--seeds: integers only")
-    configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances)
+    configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances, guidance_steps)
     if not configs:
         raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
     if args.token_cache and Path(args.token_cache).exists() and not Path(args.token_cache).is_dir():
@@ -429,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sample-temperature", help="comma-separated sampling temperatures of the token draw, "
                                                 "0 = argmax (default: the model's)")
     q.add_argument("--guidance", help="comma-separated context guidance scales, 0 = off (default: the model's)")
+    q.add_argument("--guidance-steps", help="comma-separated numbers of guided first steps, 'all' = every step "
+                                            "(default: the model's)")
     q.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (FID mean +- std over them)")
     q.add_argument("--limit", type=int, help="use only the first N image/mask pairs")
     q.add_argument("--batch-size", type=int, default=64)

@@ -28,6 +28,7 @@ class SamplerConfig:
     choice_temperature: float = 4.5  # scale of the Gumbel noise on confidences, annealed to 0
     temperature: float = 1.0         # sampling temperature of the tokens; 0 = argmax
     guidance: float = 0.0            # context guidance scale w; 0 = off (see `guided_logits`)
+    guidance_steps: int | None = None  # guide only steps 1..k, the rest one pass each (None = every step)
 
     def validate(self) -> None:
         gamma_fn(self.gamma, 0.5)  # raises for an unknown name
@@ -39,6 +40,8 @@ class SamplerConfig:
             raise ValueError("temperatures must be >= 0")
         if not self.guidance >= 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if self.guidance_steps is not None and self.guidance_steps < 1:
+            raise ValueError(f"guidance_steps must be >= 1 (or None for every step), got {self.guidance_steps}")
 
     @property
     def stop(self) -> int:
@@ -138,7 +141,10 @@ def inpaint_tokens(
     result = SampleResult(tokens=cur)
 
     for t in range(1, stop + 1):
-        logits = guided_logits(logits_fn, cur, unknown, guidance, codebook_size)
+        # Early steps fix the layout of the hole; later ones mostly follow the tokens already
+        # placed, so `guidance_steps` can save the second pass there.
+        w = guidance if cfg.guidance_steps is None or t <= cfg.guidance_steps else 0.0
+        logits = guided_logits(logits_fn, cur, unknown, w, codebook_size)
         logp = torch.log_softmax(logits, dim=-1)
         if t == stop and early:
             sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess
