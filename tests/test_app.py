@@ -103,6 +103,14 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
         model.sampler = saved
 
 
+def test_page_widgets_map_to_settings():
+    """0 on the page means "run all steps" (sweet spot) and "guide every step" (guided steps)."""
+    s = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, None, True)
+    assert s.sweet_spot is None and s.guidance_steps is None and s.seed == 0
+    cfg = InpaintSettings.from_ui("sqrt", 8.0, 6.0, 4.5, 0.7, 3.0, 4.0, 7, False).sampler()
+    assert (cfg.gamma, cfg.steps, cfg.sweet_spot, cfg.guidance, cfg.guidance_steps) == ("sqrt", 8, 6, 3.0, 4)
+
+
 @pytest.mark.parametrize("mask", [None, "blank-layer", "all-known"])
 def test_empty_mask_returns_the_input(model, image, mask):
     if mask == "blank-layer":

@@ -257,6 +257,14 @@ class InpaintSettings:
         return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature,
                            guidance=s.guidance, guidance_steps=s.guidance_steps), **changes)
 
+    @classmethod
+    def from_ui(cls, schedule, steps, sweet_spot, choice_temperature, temperature, guidance, guided_steps, seed,
+                composite) -> "InpaintSettings":
+        """From the page's widgets, where 0 means "off" for the sweet spot and "every step" for the
+        guided steps, and an empty number box comes as None."""
+        return cls(schedule, int(steps), int(sweet_spot or 0) or None, float(choice_temperature), float(temperature),
+                   int(seed or 0), bool(composite), float(guidance or 0), int(guided_steps or 0) or None)
+
     def sampler(self):
         from .sampling import SamplerConfig
 
@@ -434,10 +442,10 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
     def on_clear(image):
         return gr.skip() if image is None else editor_value(image)
 
-    def on_inpaint(image, editor, schedule, steps, sweet_spot, choice_temperature, temperature, guidance, seed,
-                   composite):
-        settings = InpaintSettings(schedule, int(steps), int(sweet_spot) or None, float(choice_temperature),
-                                   float(temperature), int(seed or 0), bool(composite), float(guidance or 0))
+    def on_inpaint(image, editor, schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
+                   guided_steps, seed, composite):
+        settings = InpaintSettings.from_ui(schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
+                                           guided_steps, seed, composite)
         res = run_inpaint(model, image, editor, settings)
         {"error": gr.Warning, "warning": gr.Warning}.get(res.level, gr.Info)(res.message)
         if res.result is None:
@@ -489,6 +497,9 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
                     guidance = gr.Slider(0, 4, value=defaults.guidance, step=0.1,
                                          label="Context guidance (0 = off; above 0 each step costs two passes)",
                                          elem_id="guidance")
+                    guided_steps = gr.Slider(0, 32, value=defaults.guidance_steps or 0, step=1,
+                                             label="Guided steps: guide only the first K (0 = every step; "
+                                                   "fewer is faster)", elem_id="guidance-steps")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                     composite = gr.Checkbox(True, label="Composite (keep known pixels)", elem_id="composite")
@@ -507,8 +518,8 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         sample.change(on_sample, sample, [editor, image_state, status])
         generate.click(on_generate, [image_state, kind, mask_seed], editor)
         clear.click(on_clear, image_state, editor)
-        run.click(on_inpaint, [image_state, editor, schedule, steps, sweet_spot, choice_t, token_t, guidance, seed,
-                                  composite],
+        run.click(on_inpaint, [image_state, editor, schedule, steps, sweet_spot, choice_t, token_t, guidance,
+                               guided_steps, seed, composite],
                   [result, strip, status, download], concurrency_limit=1, concurrency_id="inpaint")
     # One request runs at a time, the others wait in a bounded queue; no REST shortcut past it.
     demo.queue(default_concurrency_limit=1, max_size=16, api_open=False)
