@@ -99,6 +99,10 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
         assert InpaintSettings.from_model(model).sampler().guidance_steps == 1
         first = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
         assert "context guidance 2 on the first 1 step," in first.message
+        model.sampler = replace(saved, guidance=2.0, guidance_schedule="linear")
+        assert InpaintSettings.from_model(model).sampler().guidance_schedule == "linear"
+        ramped = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
+        assert "context guidance 2 (linear ramp)," in ramped.message
     finally:
         model.sampler = saved
 
@@ -109,6 +113,9 @@ def test_page_widgets_map_to_settings():
     assert s.sweet_spot is None and s.guidance_steps is None and s.seed == 0
     cfg = InpaintSettings.from_ui("sqrt", 8.0, 6.0, 4.5, 0.7, 3.0, 4.0, 7, False).sampler()
     assert (cfg.gamma, cfg.steps, cfg.sweet_spot, cfg.guidance, cfg.guidance_steps) == ("sqrt", 8, 6, 3.0, 4)
+    assert cfg.guidance_schedule == "constant"
+    ramp = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, 1, True, "linear").sampler()
+    assert ramp.guidance_schedule == "linear" and ramp.guidance_at(4) == 1.5
 
 
 @pytest.mark.parametrize("mask", [None, "blank-layer", "all-known"])

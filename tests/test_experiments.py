@@ -156,9 +156,32 @@ def test_sweep_over_guidance_steps(tiny_model_dir, eval_set, tmp_path):
     assert "| guided steps |" in md and md.count("| linear |") == 2
 
 
+def test_sweep_over_guidance_schedules(tiny_model_dir, eval_set, tmp_path):
+    """--guidance-schedule is a sweep axis; rows record it and the table marks a ramped scale."""
+    images, masks = eval_set
+    assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path), "--gamma", "linear", "--steps", "3", "--guidance", "2",
+                 "--guidance-schedule", "constant,linear", "--seeds", "0", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert [r["guidance_schedule"] for r in rows] == ["constant", "linear"]
+    assert rows[0]["fid_raw"] != rows[1]["fid_raw"]
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| 2 (linear) |" in md and "| 2 |" in md
+
+
+def test_sweep_rejects_an_unknown_guidance_schedule(tiny_model_dir, eval_set, tmp_path, capsys):
+    images, masks = eval_set
+    assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path / "s"), "--guidance-schedule", "constant,rising", "--seeds", "0",
+                 "--device", "cpu"]) == 2
+    assert "guidance_schedule must be one of constant, linear, got 'rising'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_token_cache_key_separates_guidance_steps_and_keeps_earlier_keys(tiny_model_dir, eval_set):
-    """A run that guides fewer steps gets its own entry; at the default (every step) the key is
-    the one computed before the field existed, so cached tokens of earlier sweeps stay usable."""
+    """A run that guides fewer steps, or ramps its guidance, gets its own entry; at the defaults
+    (every step, constant) the key is the one computed before those fields existed, so cached
+    tokens of earlier sweeps stay usable."""
     import hashlib
     from dataclasses import asdict, replace
 
@@ -172,7 +195,8 @@ def test_token_cache_key_separates_guidance_steps_and_keeps_earlier_keys(tiny_mo
     cfg = replace(model.sampler, guidance=2.0)
     assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_steps=2), 0)
     assert cache.key(replace(cfg, guidance_steps=2), 0) != cache.key(replace(cfg, guidance_steps=3), 0)
-    old = {k: v for k, v in asdict(cfg).items() if k != "guidance_steps"}
+    assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_schedule="linear"), 0)
+    old = {k: v for k, v in asdict(cfg).items() if k not in ("guidance_steps", "guidance_schedule")}
     h = cache._base.copy()
     h.update(json.dumps([old, 0], sort_keys=True).encode())
     assert cache.key(cfg, 0) == h.hexdigest()[:32]

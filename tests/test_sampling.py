@@ -555,6 +555,41 @@ def test_guidance_steps_guides_only_the_first_steps():
     assert [c.shape[0] for c in lm0.calls] == [3] * 6
 
 
+def test_linear_guidance_schedule_ramps_the_scale_up_to_w():
+    """guidance_schedule = "linear": step t uses w * t / T, so the context's pull grows over the
+    steps. With the model of the test above and w = 0.8 over 4 steps the guided logit of code 2
+    is 0.9 + 0.4 * w_t: 0.98 on step 1 (the prior's code 1 at 1.0 wins), 1.06 .. 1.22 after."""
+    cfg = SamplerConfig(steps=4, guidance=0.8, guidance_schedule="linear")
+    assert [cfg.guidance_at(t) for t in range(1, 5)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert [SamplerConfig(steps=4, guidance=0.8).guidance_at(t) for t in range(1, 5)] == [0.8] * 4
+    assert SamplerConfig(steps=4, guidance=0.8, guidance_schedule="linear", guidance_steps=2).guidance_at(3) == 0
+
+    class ContextLM:
+        def __call__(self, toks):
+            logits = torch.zeros(*toks.shape, K + 1)
+            logits[..., 1] = 1.0
+            logits[..., 2] = 0.5 + 0.4 * (toks == 9).any(1, keepdim=True).float()
+            logits[..., K] = -1e4
+            return logits
+
+    tokens = torch.full((1, N), 9)
+    unknown = torch.zeros(1, N, dtype=torch.bool)
+    unknown[0, :20] = True
+
+    def fill(ramp):
+        cfg = SamplerConfig(gamma="linear", steps=4, temperature=0.0, guidance=0.8, guidance_schedule=ramp)
+        return inpaint_tokens(ContextLM(), tokens, unknown, cfg, codebook_size=K).tokens[unknown]
+
+    assert bool((fill("constant") == 2).all())
+    ramped = fill("linear")
+    assert int((ramped == 1).sum()) == 5 and int((ramped == 2).sum()) == 15  # step 1 placed 5 of 20
+
+
+def test_guidance_schedule_must_be_known():
+    with pytest.raises(ValueError, match="guidance_schedule must be one of constant, linear"):
+        SamplerConfig(guidance=1.0, guidance_schedule="cosine").validate()
+
+
 @pytest.mark.parametrize("k", [0, -1])
 def test_guidance_steps_must_be_positive(k):
     with pytest.raises(ValueError, match="guidance_steps"):

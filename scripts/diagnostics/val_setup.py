@@ -24,7 +24,7 @@ def val_setup():
 
 
 SAMPLER_KEYS = {"steps": int, "sweet_spot": int, "temperature": float, "choice_temperature": float, "gamma": str,
-                "guidance": float}
+                "guidance": float, "guidance_schedule": str}
 
 
 def sampler_with(base, kv: dict):

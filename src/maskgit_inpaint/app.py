@@ -250,20 +250,23 @@ class InpaintSettings:
     composite: bool = True             # put the known pixels back over the output (model.blend: seamless by default)
     guidance: float = 0.0              # context guidance scale (0 = off; costs a second forward pass per step)
     guidance_steps: int | None = None  # guide only the first K steps (None = every step)
+    guidance_schedule: str = "constant"  # "linear": the scale rises to `guidance` over the steps
 
     @classmethod
     def from_model(cls, model, **changes) -> "InpaintSettings":
         s = model.sampler
         return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature,
-                           guidance=s.guidance, guidance_steps=s.guidance_steps), **changes)
+                           guidance=s.guidance, guidance_steps=s.guidance_steps,
+                           guidance_schedule=s.guidance_schedule), **changes)
 
     @classmethod
     def from_ui(cls, schedule, steps, sweet_spot, choice_temperature, temperature, guidance, guided_steps, seed,
-                composite) -> "InpaintSettings":
+                composite, guidance_schedule="constant") -> "InpaintSettings":
         """From the page's widgets, where 0 means "off" for the sweet spot and "every step" for the
         guided steps, and an empty number box comes as None."""
         return cls(schedule, int(steps), int(sweet_spot or 0) or None, float(choice_temperature), float(temperature),
-                   int(seed or 0), bool(composite), float(guidance or 0), int(guided_steps or 0) or None)
+                   int(seed or 0), bool(composite), float(guidance or 0), int(guided_steps or 0) or None,
+                   guidance_schedule or "constant")
 
     def sampler(self):
         from .sampling import SamplerConfig
@@ -273,7 +276,8 @@ class InpaintSettings:
         cfg = SamplerConfig(gamma=self.schedule, steps=steps, sweet_spot=spot if spot and spot < steps else None,
                             choice_temperature=float(self.choice_temperature), temperature=float(self.temperature),
                             guidance=float(self.guidance),
-                            guidance_steps=int(self.guidance_steps) if self.guidance_steps else None)
+                            guidance_steps=int(self.guidance_steps) if self.guidance_steps else None,
+                            guidance_schedule=self.guidance_schedule)
         cfg.validate()
         return cfg
 
@@ -341,6 +345,7 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
         level, what = "info", f"Inpainted {n_hole} of {known.size} pixels ({100 * n_hole / known.size:.1f}%)."
     detail = (f"{steps_run} step{'s' * (steps_run != 1)} of the {sampler.gamma} schedule (T={sampler.steps}), "
               + (f"context guidance {sampler.guidance:g}"
+                 + (f" ({sampler.guidance_schedule} ramp)" if sampler.guidance_schedule != "constant" else "")
                  + (f" on the first {sampler.guidance_steps} step{'s' * (sampler.guidance_steps != 1)}"
                     if sampler.guidance_steps and sampler.guidance_steps < steps_run else "") + ", "
                  if sampler.guidance else "") +
@@ -387,6 +392,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
     gr = _gradio()
 
     from .masks import GENERATORS
+    from .sampling import GUIDANCE_SCHEDULES
     from .schedules import SCHEDULES
 
     if model is None:
@@ -443,9 +449,9 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         return gr.skip() if image is None else editor_value(image)
 
     def on_inpaint(image, editor, schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
-                   guided_steps, seed, composite):
+                   guided_steps, seed, composite, guidance_schedule):
         settings = InpaintSettings.from_ui(schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
-                                           guided_steps, seed, composite)
+                                           guided_steps, seed, composite, guidance_schedule)
         res = run_inpaint(model, image, editor, settings)
         {"error": gr.Warning, "warning": gr.Warning}.get(res.level, gr.Info)(res.message)
         if res.result is None:
@@ -500,6 +506,9 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
                     guided_steps = gr.Slider(0, 32, value=defaults.guidance_steps or 0, step=1,
                                              label="Guided steps: guide only the first K (0 = every step; "
                                                    "fewer is faster)", elem_id="guidance-steps")
+                    guidance_ramp = gr.Dropdown(list(GUIDANCE_SCHEDULES), value=defaults.guidance_schedule,
+                                                label="Guidance schedule: the same scale on every step, or "
+                                                      "rising linearly to it", elem_id="guidance-schedule")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                     composite = gr.Checkbox(True, label="Composite (keep known pixels)", elem_id="composite")
@@ -519,7 +528,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         generate.click(on_generate, [image_state, kind, mask_seed], editor)
         clear.click(on_clear, image_state, editor)
         run.click(on_inpaint, [image_state, editor, schedule, steps, sweet_spot, choice_t, token_t, guidance,
-                               guided_steps, seed, composite],
+                               guided_steps, seed, composite, guidance_ramp],
                   [result, strip, status, download], concurrency_limit=1, concurrency_id="inpaint")
     # One request runs at a time, the others wait in a bounded queue; no REST shortcut past it.
     demo.queue(default_concurrency_limit=1, max_size=16, api_open=False)

@@ -25,6 +25,7 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = True) -> None:
+    from .sampling import GUIDANCE_SCHEDULES
     from .schedules import SCHEDULES
 
     g = p.add_argument_group("sampler (defaults: the model's config.yaml)")
@@ -39,6 +40,8 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
                         "0 = off, above 0 each step costs a second forward pass")
     g.add_argument("--guidance-steps", type=int,
                    help="guide only the first K steps (the rest cost one pass each); default: every step")
+    g.add_argument("--guidance-schedule", choices=GUIDANCE_SCHEDULES,
+                   help="the guidance scale per step: constant, or linear = rising as w * t / T")
     add_fill_args(g)
     add_precision_arg(g)
 
@@ -64,7 +67,8 @@ def sampler_overrides(args) -> dict:
     return {k: v for k, v in (("gamma", args.gamma), ("steps", args.steps), ("sweet_spot", args.sweet_spot),
                               ("choice_temperature", args.temperature),
                               ("temperature", args.sample_temperature), ("guidance", args.guidance),
-                              ("guidance_steps", args.guidance_steps))
+                              ("guidance_steps", args.guidance_steps),
+                              ("guidance_schedule", args.guidance_schedule))
             if v is not None}
 
 
@@ -234,10 +238,12 @@ def cmd_sweep(args) -> int:
                     if args.sample_temperature else None)
     guidances = parse_list(args.guidance, float, "--guidance") if args.guidance else None
     guidance_steps = parse_list(args.guidance_steps, int, "--guidance-steps") if args.guidance_steps else None
+    ramps = parse_list(args.guidance_schedule, str, "--guidance-schedule") if args.guidance_schedule else None
     seeds = parse_list(args.seeds, int, "--seeds")
     if None in seeds:
         raise CLIError("--seeds: integers only")
-    configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances, guidance_steps)
+    configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances, guidance_steps,
+                            ramps)
     if not configs:
         raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
     if args.token_cache and Path(args.token_cache).exists() and not Path(args.token_cache).is_dir():
@@ -435,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--guidance", help="comma-separated context guidance scales, 0 = off (default: the model's)")
     q.add_argument("--guidance-steps", help="comma-separated numbers of guided first steps, 'all' = every step "
                                             "(default: the model's)")
+    q.add_argument("--guidance-schedule", help="comma-separated guidance schedules: constant, linear "
+                                               "(default: the model's)")
     q.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (FID mean +- std over them)")
     q.add_argument("--limit", type=int, help="use only the first N image/mask pairs")
     q.add_argument("--batch-size", type=int, default=64)

@@ -126,8 +126,10 @@ class TokenCache:
     def key(self, sampler, seed: int) -> str:
         h = self._base.copy()
         d = asdict(sampler)
-        if d.get("guidance_steps") is None:  # a field added later: at its default, earlier entries stay valid
-            d.pop("guidance_steps", None)
+        # Fields added later leave the key at their defaults, so earlier entries stay valid.
+        for name, default in (("guidance_steps", None), ("guidance_schedule", "constant")):
+            if d.get(name, default) == default:
+                d.pop(name, None)
         h.update(json.dumps([d, seed], sort_keys=True).encode())
         return h.hexdigest()[:32]
 
@@ -249,22 +251,25 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------- sweep
 def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_temperatures=None, guidances=None,
-                  guidance_steps=None):
+                  guidance_steps=None, guidance_schedules=None):
     """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
     `None` in sweet_spots means "run all T steps". `temperatures` are choice temperatures,
     `sample_temperatures` those of the token draw, `guidances` context guidance scales,
-    `guidance_steps` how many first steps are guided (None = all); all default to the base config's."""
+    `guidance_steps` how many first steps are guided (None = all), `guidance_schedules` how the
+    scale varies over the steps; all default to the base config's."""
     out = []
     temperatures = temperatures or [base.choice_temperature]
     sample_temperatures = sample_temperatures or [base.temperature]
     guidances = guidances or [base.guidance]
     guidance_steps = guidance_steps or [base.guidance_steps]
-    for g, t, s, c, st, w, k in itertools.product(gammas, steps, sweet_spots, temperatures, sample_temperatures,
-                                                  guidances, guidance_steps):
+    guidance_schedules = guidance_schedules or [base.guidance_schedule]
+    for g, t, s, c, st, w, k, ramp in itertools.product(gammas, steps, sweet_spots, temperatures,
+                                                        sample_temperatures, guidances, guidance_steps,
+                                                        guidance_schedules):
         if s is not None and s > t:
             continue
         cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c, temperature=st, guidance=w,
-                      guidance_steps=k)
+                      guidance_steps=k, guidance_schedule=ramp)
         cfg.validate()
         out.append(cfg)
     return out
@@ -301,14 +306,15 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
             fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
-                         "guidance": cfg.guidance, "guidance_steps": _guided(cfg), "seed": seed,
+                         "guidance": cfg.guidance, "guidance_steps": _guided(cfg),
+                         "guidance_schedule": cfg.guidance_schedule, "seed": seed,
                          "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
                          "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash,
                          "tokens_cached": bool(hit)})
             write_csv(out_dir / "sweep.csv", rows)  # a sweep stopped part-way keeps its finished runs
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
-                f"t={cfg.temperature} w={cfg.guidance} k={_guided(cfg)} "
+                f"t={cfg.temperature} w={cfg.guidance}{_ramp(cfg.guidance_schedule)} k={_guided(cfg)} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image"
                 + (" (tokens from the cache)" if hit else ""))
     summary = summarize(rows)
@@ -327,11 +333,18 @@ def _guided(cfg) -> int:
     return min(cfg.guidance_steps or cfg.stop, cfg.stop)
 
 
+def _ramp(schedule) -> str:
+    """A guidance schedule as a suffix of the scale: "" for the default (constant), else " (linear)"."""
+    return f" ({schedule})" if schedule not in (None, "", "constant") else ""
+
+
 def summarize(rows: list[dict]) -> list[dict]:
-    keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature", "guidance", "guidance_steps")
+    keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature", "guidance", "guidance_steps",
+            "guidance_schedule")
     groups: dict = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        groups.setdefault(tuple(r.get(k, "constant" if k == "guidance_schedule" else None) for k in keys),
+                          []).append(r)
     out = []
     for k, rs in groups.items():
         raw_m, raw_s = mean_std([r["fid_raw"] for r in rs])
@@ -361,7 +374,8 @@ def markdown_table(summary: list[dict], rec: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         lines.append(f"| {r['gamma']} | {r['steps']} | {r['sweet_spot']} | {r['choice_temperature']:g} | "
-                     f"{r['temperature']:g} | {r['guidance']:g} | {r['guidance_steps']} | "
+                     f"{r['temperature']:g} | {r['guidance']:g}{_ramp(r['guidance_schedule'])} | "
+                     f"{r['guidance_steps']} | "
                      f"{r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
                      f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | {r['s_per_image']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -387,7 +401,8 @@ def plot_sweep(summary: list[dict], path: Path, title: str = "") -> Path:
     labels = [f"{r['gamma']}\nT={r['steps']} stop={r['sweet_spot']}" +
               (f"\nc={r['choice_temperature']:g}" if varies("choice_temperature") else "") +
               (f"\nt={r['temperature']:g}" if varies("temperature") else "") +
-              (f"\nw={r['guidance']:g}" if varies("guidance") else "") +
+              (f"\nw={r['guidance']:g}{_ramp(r['guidance_schedule'])}"
+               if varies("guidance") or varies("guidance_schedule") else "") +
               (f"\nguided {r['guidance_steps']}" if varies("guidance_steps") else "")
               for r in summary]
     x = np.arange(len(summary))

@@ -18,6 +18,8 @@ import torch
 from .schedules import NON_MONOTONE, gamma as gamma_fn
 
 _M32 = 0xFFFFFFFF
+# How the context guidance scale varies over the steps (see `SamplerConfig.guidance_at`).
+GUIDANCE_SCHEDULES = ("constant", "linear")
 
 
 @dataclass
@@ -29,6 +31,7 @@ class SamplerConfig:
     temperature: float = 1.0         # sampling temperature of the tokens; 0 = argmax
     guidance: float = 0.0            # context guidance scale w; 0 = off (see `guided_logits`)
     guidance_steps: int | None = None  # guide only steps 1..k, the rest one pass each (None = every step)
+    guidance_schedule: str = "constant"  # "constant": w on every step; "linear": w * t / T, rising to w
 
     def validate(self) -> None:
         gamma_fn(self.gamma, 0.5)  # raises for an unknown name
@@ -42,6 +45,17 @@ class SamplerConfig:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
         if self.guidance_steps is not None and self.guidance_steps < 1:
             raise ValueError(f"guidance_steps must be >= 1 (or None for every step), got {self.guidance_steps}")
+        if self.guidance_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"guidance_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}, "
+                             f"got {self.guidance_schedule!r}")
+
+    def guidance_at(self, t: int) -> float:
+        """The guidance scale of step t (1-based): 0 where the step is not guided."""
+        if not self.guidance or (self.guidance_steps is not None and t > self.guidance_steps):
+            return 0.0
+        if self.guidance_schedule == "linear":
+            return self.guidance * t / self.steps
+        return self.guidance
 
     @property
     def stop(self) -> int:
@@ -128,7 +142,7 @@ def inpaint_tokens(
 
     T = cfg.steps
     # With nothing known anywhere in the batch the free pass would equal the other one: skip it.
-    guidance = cfg.guidance if cfg.guidance and bool((~unknown).any()) else 0.0
+    guided = bool(cfg.guidance) and bool((~unknown).any())
     # A monotone schedule that reaches 0 before T has nothing left to do after that step.
     last = T if non_monotone else next(t for t in range(1, T + 1) if gamma_fn(cfg.gamma, t / T).item() == 0)
     stop = min(cfg.stop, last)
@@ -143,7 +157,7 @@ def inpaint_tokens(
     for t in range(1, stop + 1):
         # Early steps fix the layout of the hole; later ones mostly follow the tokens already
         # placed, so `guidance_steps` can save the second pass there.
-        w = guidance if cfg.guidance_steps is None or t <= cfg.guidance_steps else 0.0
+        w = cfg.guidance_at(t) if guided else 0.0
         logits = guided_logits(logits_fn, cur, unknown, w, codebook_size)
         logp = torch.log_softmax(logits, dim=-1)
         if t == stop and early:
