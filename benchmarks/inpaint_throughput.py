@@ -10,6 +10,9 @@ On CPU it also times ours with the transformer in bf16 (`--precision bf16` of th
 --int8, with its linear layers dynamically quantised to int8; each reports the top-1 agreement of
 its logits with fp32 on the masked positions of the same inputs (one forward pass; meaningful
 with trained weights, --model).
+With --model, "ours" also runs that model's own sampler settings (context guidance included:
+twice the transformer's work per step) and splits that time into its stages (hole fill + encode,
+the sampling loop, decode, blend); the speed-ups compare like with like, without guidance.
 Prints one JSON line. Weights are random unless --model is given: speed does not depend on them.
 """
 from __future__ import annotations
@@ -23,9 +26,12 @@ import time
 import torch
 
 from maskgit_inpaint.config import preset
-from maskgit_inpaint.masks import generate_masks, pixel_to_token_mask
+from dataclasses import replace
+
+from maskgit_inpaint.compositing import paste_known
+from maskgit_inpaint.masks import generate_masks, harmonic_fill, pixel_to_token_mask
 from maskgit_inpaint.model import MaskGIT, resolve_precision
-from maskgit_inpaint.sampling import SamplerConfig
+from maskgit_inpaint.sampling import SamplerConfig, inpaint_tokens
 from maskgit_inpaint.schedules import gamma as gamma_fn
 
 
@@ -72,13 +78,35 @@ def timed(fn, repeats: int, sync):
     return (time.perf_counter() - t0) / repeats
 
 
+@torch.no_grad()
+def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sync) -> dict:
+    """ms/image of each stage of `MaskGIT.inpaint` (fp32 transformer on CPU), the same steps in order."""
+    totals = dict.fromkeys(("fill_encode", "sampling", "decode", "blend"), 0.0)
+    logits_fn = model.logits_fn()
+    for i in range(0, len(images01), bs):
+        x01, k = images01[i:i + bs], known[i:i + bs]
+        t0 = time.perf_counter()
+        tokens = model.tokenizer.encode(harmonic_fill(model.normalize(x01), k))
+        unknown = pixel_to_token_mask(k, model.latent_size)
+        sync(); t1 = time.perf_counter()
+        res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i)
+        sync(); t2 = time.perf_counter()
+        out = model.decode(res.tokens)
+        sync(); t3 = time.perf_counter()
+        paste_known(out, x01, k, model.blend)
+        sync(); t4 = time.perf_counter()
+        for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            totals[name] += dt
+    return {name: round(1000 * v / len(images01), 2) for name, v in totals.items()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
     p.add_argument("--model", help="model directory (overrides --preset)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--gamma", default="cosine")
+    p.add_argument("--gamma", default=None, help="mask schedule (default: the model's, else cosine)")
     p.add_argument("--images", type=int, default=None, help="images for ours (default 64 CPU, 1024 GPU)")
     p.add_argument("--seed-images", type=int, default=None, help="images for the seed's way (default 8)")
     p.add_argument("--batch-size", type=int, default=None)
@@ -94,7 +122,11 @@ def main():
     n_seed = a.seed_images or (32 if gpu else 8)
     bs = a.batch_size or (512 if gpu else 64)
     model = (MaskGIT.from_dir(a.model, device=dev) if a.model else MaskGIT(preset(a.preset)).to(dev).eval())
-    cfg = SamplerConfig(gamma=a.gamma, steps=a.steps, sweet_spot=a.steps)
+    # Like for like with the seed's loop: the model's schedule and temperatures, no guidance.
+    own = replace(model.sampler, steps=a.steps, sweet_spot=None, guidance_steps=None,
+                  **({"gamma": a.gamma} if a.gamma else {})) if a.model else None
+    cfg = (replace(own, guidance=0.0) if own
+           else SamplerConfig(gamma=a.gamma or "cosine", steps=a.steps, sweet_spot=a.steps))
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 3, model.image_size, model.image_size, generator=g).to(dev)
     known = torch.from_numpy(generate_masks("random-walk", n, model.image_size, seed=0)).to(dev)
@@ -105,12 +137,17 @@ def main():
     if a.compile:
         model.transformer = torch.compile(model.transformer, dynamic=False)
 
-    def ours(precision="auto"):
+    def ours(precision="auto", sampler=cfg):
         for i in range(0, n, bs):
-            model.inpaint(images[i:i + bs], known[i:i + bs], cfg, seed=i, precision=precision)
+            model.inpaint(images[i:i + bs], known[i:i + bs], sampler, seed=i, precision=precision)
 
     t_ours = timed(ours, 1 if not gpu else 3, sync) / n
     extra = {"ours_precision": resolve_precision("auto", dev)}
+    if own is not None and own.guidance:
+        ours(sampler=own)  # warm-up
+        stages = stage_times(model, images, known, own, bs, sync)
+        extra.update(model_sampler=str(own), model_sampler_ms_per_image=round(sum(stages.values()), 2),
+                     model_sampler_stages_ms_per_image=stages)
     if not gpu:
         V = model.codebook_size
         x = model.encode(images[:bs])
@@ -145,7 +182,7 @@ def main():
     print(json.dumps({
         "preset": a.model or a.preset, "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if gpu
         else platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "steps": a.steps,
-        "gamma": a.gamma, "images_seed": n_seed, "images_ours": n, "batch_size": bs, "compile": a.compile,
+        "gamma": cfg.gamma, "images_seed": n_seed, "images_ours": n, "batch_size": bs, "compile": a.compile,
         "seed_style_images_per_s": round(1 / t_seed, 3), "seed_style_ms_per_image": round(1000 * t_seed, 2),
         "ours_images_per_s": round(1 / t_ours, 3), "ours_ms_per_image": round(1000 * t_ours, 2),
         "speedup": round(t_seed / t_ours, 2), **extra, "torch": torch.__version__}))

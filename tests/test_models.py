@@ -292,6 +292,28 @@ def test_inpaint_batch_equals_one_by_one(tiny):
         assert torch.allclose(alone.images[0], batch.images[i], atol=1e-5)
 
 
+def test_cpu_transformer_calls_are_sliced_without_changing_the_logits(tiny, monkeypatch):
+    """On a CPU a large batch runs through the transformer in slices of about
+    CPU_TOKENS_PER_CALL tokens (for speed); the logits and the inpainting stay the same."""
+    import maskgit_inpaint.model as model_module
+
+    x, known = images(5, seed=6), hole_mask(5)
+    cfg = SamplerConfig(steps=4, guidance=2.0)
+    whole = tiny.inpaint(x, known, cfg, seed=3)
+    n = tiny.latent_size ** 2
+    monkeypatch.setattr(model_module, "CPU_TOKENS_PER_CALL", 2 * n)
+    sizes = []
+    hook = tiny.transformer.register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
+    try:
+        sliced = tiny.inpaint(x, known, cfg, seed=3)
+        probe = torch.randint(0, tiny.codebook_size + 1, (5, n))
+        assert torch.equal(tiny.logits_fn()(probe), tiny.transformer(probe))
+    finally:
+        hook.remove()
+    assert sizes[:5] == [2, 2, 2, 2, 2]  # the guided batch of 10 in slices of 2 sequences
+    assert torch.equal(whole.tokens, sliced.tokens)
+
+
 # ----------------------------------------------------------------------------- model directories
 def test_save_load_round_trip(tiny, tmp_path, tools):
     d = tiny.save(tmp_path / "m")
