@@ -343,8 +343,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             "guidance_schedule")
     groups: dict = {}
     for r in rows:
-        groups.setdefault(tuple(r.get(k, "constant" if k == "guidance_schedule" else None) for k in keys),
-                          []).append(r)
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
     for k, rs in groups.items():
         raw_m, raw_s = mean_std([r["fid_raw"] for r in rs])
