@@ -502,18 +502,21 @@ def test_guidance_zero_is_the_plain_sampler_and_guidance_changes_the_fill():
     assert not torch.equal(on.tokens, plain.tokens)
 
 
-def test_guidance_follows_the_context_the_model_sees():
-    """A model whose clue to code 2 is a known token: without guidance the prior's code 1 wins
-    (0.9 < 1.0); with w = 1 the context's pull counts double: 0.9 + (0.9 - 0.5) = 1.3 > 1.0."""
-    class ContextLM:
-        def __call__(self, toks):
-            logits = torch.zeros(*toks.shape, K + 1)
-            logits[..., 1] = 1.0                                     # the prior, context or not
-            has_ctx = (toks == 9).any(1, keepdim=True).float()       # a known 9 anywhere
-            logits[..., 2] = 0.5 + 0.4 * has_ctx
-            logits[..., K] = -1e4
-            return logits
+class ContextLM:
+    """A model whose clue to code 2 is a known token: code 1 (the prior) scores 1.0 with or
+    without context, code 2 scores 0.9 when a known 9 is anywhere in the grid and 0.5 otherwise."""
 
+    def __call__(self, toks):
+        logits = torch.zeros(*toks.shape, K + 1)
+        logits[..., 1] = 1.0
+        logits[..., 2] = 0.5 + 0.4 * (toks == 9).any(1, keepdim=True).float()
+        logits[..., K] = -1e4
+        return logits
+
+
+def test_guidance_follows_the_context_the_model_sees():
+    """Without guidance the prior's code 1 wins (0.9 < 1.0); with w = 1 the context's pull
+    counts double: 0.9 + (0.9 - 0.5) = 1.3 > 1.0."""
     tokens = torch.full((1, N), 9)
     unknown = torch.zeros(1, N, dtype=torch.bool)
     unknown[0, :20] = True
@@ -557,21 +560,12 @@ def test_guidance_steps_guides_only_the_first_steps():
 
 def test_linear_guidance_schedule_ramps_the_scale_up_to_w():
     """guidance_schedule = "linear": step t uses w * t / T, so the context's pull grows over the
-    steps. With the model of the test above and w = 0.8 over 4 steps the guided logit of code 2
+    steps. With ContextLM and w = 0.8 over 4 steps the guided logit of code 2
     is 0.9 + 0.4 * w_t: 0.98 on step 1 (the prior's code 1 at 1.0 wins), 1.06 .. 1.22 after."""
     cfg = SamplerConfig(steps=4, guidance=0.8, guidance_schedule="linear")
     assert [cfg.guidance_at(t) for t in range(1, 5)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
     assert [SamplerConfig(steps=4, guidance=0.8).guidance_at(t) for t in range(1, 5)] == [0.8] * 4
     assert SamplerConfig(steps=4, guidance=0.8, guidance_schedule="linear", guidance_steps=2).guidance_at(3) == 0
-
-    class ContextLM:
-        def __call__(self, toks):
-            logits = torch.zeros(*toks.shape, K + 1)
-            logits[..., 1] = 1.0
-            logits[..., 2] = 0.5 + 0.4 * (toks == 9).any(1, keepdim=True).float()
-            logits[..., K] = -1e4
-            return logits
-
     tokens = torch.full((1, N), 9)
     unknown = torch.zeros(1, N, dtype=torch.bool)
     unknown[0, :20] = True

@@ -5,10 +5,9 @@ usage: python scripts/diagnostics/logit_variants.py NAME [topk=K] [topp=P] [guid
   topk / topp: sample only from the K most likely codes / the smallest set holding probability P;
   guide: the sampler's context guidance scale (`SamplerConfig.guidance`, `--guidance` of the CLI).
   The shipped default has guidance 3; `guide=0` gives the sampler without it."""
-import sys, time, json, torch
+import sys, json, torch
 from maskgit_inpaint.compositing import paste_known
-from maskgit_inpaint.sampling import seed_for_name
-from val_setup import sampler_with, val_setup
+from val_setup import raw_decodes, sampler_with, val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
 model, names, imgs, known, fid = val_setup()
@@ -34,14 +33,7 @@ class Variant(torch.nn.Module):
 
 wrap = Variant()
 model.transformer = wrap
-t0 = time.time()
-out = []
-for i in range(0, len(names), 64):
-    sl = slice(i, i + 64)
-    seeds = torch.tensor([seed_for_name(0, n) for n in names[sl]])
-    out.append(model.inpaint(imgs[sl], known[sl], sampler, seed=seeds, composite=False).images)
-raw = torch.cat(out)
-spi = (time.time() - t0) / len(names)
+raw, spi = raw_decodes(model, names, imgs, known, sampler)
 res = {"name": name, "topk": topk, "topp": topp, "guide": sampler.guidance, "sampler": str(sampler),
        "s_per_image": round(spi, 3), "raw": fid(raw), "poisson": fid(paste_known(raw, imgs, known, "poisson"))}
 print(json.dumps(res), flush=True)

@@ -1,23 +1,15 @@
 """One sampler/pipeline setting of the default model on the 747 val images: FID raw, plain paste, seamless.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); writes out/diag/.
 usage: python scripts/diagnostics/one_setting.py NAME key=value ... (keys: temperature, choice_temperature, steps, gamma, sweet_spot, guidance, dilate)"""
-import sys, time, json, torch
+import sys, json, torch
 from maskgit_inpaint.compositing import paste_known
-from maskgit_inpaint.sampling import seed_for_name
-from val_setup import sampler_with, val_setup
+from val_setup import raw_decodes, sampler_with, val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
 model, names, imgs, known, fid = val_setup()
 dilate = int(kv.pop("dilate", 0))
 sampler = sampler_with(model.sampler, kv)
-t0 = time.time()
-out = []
-for i in range(0, len(names), 64):
-    sl = slice(i, i + 64)
-    seeds = torch.tensor([seed_for_name(0, n) for n in names[sl]])
-    out.append(model.inpaint(imgs[sl], known[sl], sampler, seed=seeds, composite=False, dilate=dilate).images)
-raw = torch.cat(out)
-spi = (time.time() - t0) / len(names)
+raw, spi = raw_decodes(model, names, imgs, known, sampler, dilate=dilate)
 torch.save(raw, f"out/diag/raw_{name}.pt")
 res = {"name": name, "sampler": str(sampler), "dilate": dilate, "s_per_image": round(spi, 3), "raw": fid(raw),
        "paste": fid(paste_known(raw, imgs, known, "paste")), "poisson": fid(paste_known(raw, imgs, known, "poisson"))}

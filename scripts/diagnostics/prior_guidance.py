@@ -4,10 +4,9 @@ every image), on the default model and the 747 val images (seed 0, shipped sampl
 its own context guidance off): FID raw and seamless composite.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); appends to out/diag/prior_guidance.jsonl.
 usage: python scripts/diagnostics/prior_guidance.py NAME w=W"""
-import sys, time, json, torch
+import sys, json, torch
 from maskgit_inpaint.compositing import paste_known
-from maskgit_inpaint.sampling import seed_for_name
-from val_setup import sampler_with, val_setup
+from val_setup import raw_decodes, sampler_with, val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
 w = float(kv.pop("w"))
@@ -26,14 +25,7 @@ class PriorGuided(torch.nn.Module):
 
 
 model.transformer = PriorGuided()
-t0 = time.time()
-out = []
-for i in range(0, len(names), 64):
-    sl = slice(i, i + 64)
-    seeds = torch.tensor([seed_for_name(0, n) for n in names[sl]])
-    out.append(model.inpaint(imgs[sl], known[sl], sampler, seed=seeds, composite=False).images)
-raw = torch.cat(out)
-spi = (time.time() - t0) / len(names)
+raw, spi = raw_decodes(model, names, imgs, known, sampler)
 res = {"name": name, "w": w, "sampler": str(sampler), "s_per_image": round(spi, 3), "raw": fid(raw),
        "poisson": fid(paste_known(raw, imgs, known, "poisson"))}
 print(json.dumps(res), flush=True)

@@ -1,6 +1,7 @@
 """What the diagnostics share: the default model, the val images with out/val_masks, the Inception
 network and the val images' features (cached in out/diag/gt_f.pt), and an FID helper."""
 import os
+import time
 import torch
 from maskgit_inpaint.model import load_model
 from maskgit_inpaint.experiments import load_eval_set, to_uint8
@@ -32,3 +33,16 @@ def sampler_with(base, kv: dict):
     from dataclasses import replace
 
     return replace(base, **{k: SAMPLER_KEYS[k](x) for k, x in kv.items()})
+
+
+def raw_decodes(model, names, imgs, known, sampler, **inpaint_kw):
+    """(raw decodes of every val image with seed 0, seconds per image), in batches of 64."""
+    from maskgit_inpaint.sampling import seed_for_name
+
+    t0 = time.time()
+    out = []
+    for i in range(0, len(names), 64):
+        sl = slice(i, i + 64)
+        seeds = torch.tensor([seed_for_name(0, n) for n in names[sl]])
+        out.append(model.inpaint(imgs[sl], known[sl], sampler, seed=seeds, composite=False, **inpaint_kw).images)
+    return torch.cat(out), (time.time() - t0) / len(names)
