@@ -22,12 +22,11 @@ import json
 import math
 import platform
 import time
+from dataclasses import replace
 
 import torch
 
 from maskgit_inpaint.config import preset
-from dataclasses import replace
-
 from maskgit_inpaint.compositing import paste_known
 from maskgit_inpaint.masks import generate_masks, harmonic_fill, pixel_to_token_mask
 from maskgit_inpaint.model import MaskGIT, resolve_precision
@@ -80,7 +79,7 @@ def timed(fn, repeats: int, sync):
 
 @torch.no_grad()
 def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sync) -> dict:
-    """ms/image of each stage of `MaskGIT.inpaint` (fp32 transformer on CPU), the same steps in order."""
+    """ms/image of each stage of `MaskGIT.inpaint` with the smooth hole fill, the same steps in order."""
     totals = dict.fromkeys(("fill_encode", "sampling", "decode", "blend"), 0.0)
     logits_fn = model.logits_fn()
     for i in range(0, len(images01), bs):
