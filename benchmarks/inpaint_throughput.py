@@ -90,7 +90,7 @@ def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sy
         sync(); t1 = time.perf_counter()
         res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i)
         sync(); t2 = time.perf_counter()
-        out = model.decode(res.tokens)
+        out = model.decode(res.tokens, x01, k)
         sync(); t3 = time.perf_counter()
         paste_known(out, x01, k, model.blend)
         sync(); t4 = time.perf_counter()

@@ -392,6 +392,50 @@ def test_sweep_token_cache_reuses_tokens_only_when_they_stay_the_same(tiny_model
     assert [r["tokens_cached"] for r in sweep(tiny_model_dir, "f", seeds="1,2")] == ["True", "False"]
 
 
+def _conditioned_copy(model_dir: Path, dest: Path) -> Path:
+    """A copy of the model whose decoder also sees the known pixels (non-zero injections)."""
+    import shutil
+
+    import yaml
+
+    from maskgit_inpaint.checkpoints import load_safetensors, save_safetensors
+    from maskgit_inpaint.tokenizer import TokenizerConfig, VQGAN
+
+    shutil.copytree(model_dir, dest)
+    cfg = yaml.safe_load((dest / "config.yaml").read_text())
+    cfg["tokenizer"]["dec_cond"] = True
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
+    sd = load_safetensors(dest / "tokenizer.safetensors")
+    torch.manual_seed(0)
+    for k, v in VQGAN(TokenizerConfig.from_dict(cfg["tokenizer"])).state_dict().items():
+        if k.startswith(("decoder.cond.", "decoder.inject.")):
+            sd[k] = v + 0.3 * torch.randn(v.shape) if k.startswith("decoder.inject.") else v
+    save_safetensors(sd, dest / "tokenizer.safetensors")
+    return dest
+
+
+def test_sweep_token_cache_serves_a_decoder_that_gains_conditioning(tiny_model_dir, eval_set, tmp_path):
+    """Adding a mask-conditioned decoder changes no token, so the cache still serves the model, and
+    its decodes then see the known pixels exactly as in a sweep that samples afresh."""
+    images, masks = eval_set
+    cache = tmp_path / "cache"
+
+    def sweep(model, out, cached=True):
+        argv = ["sweep", "--model", str(model), "--images", str(images), "--masks", str(masks),
+                "--out", str(tmp_path / out), "--gamma", "linear", "--steps", "2", "--seeds", "0",
+                "--device", "cpu"] + (["--token-cache", str(cache)] if cached else [])
+        assert main(argv) == 0
+        return list(csv.DictReader(open(tmp_path / out / "sweep.csv")))
+
+    plain = sweep(tiny_model_dir, "a")
+    cond = _conditioned_copy(tiny_model_dir, tmp_path / "cond")
+    cached, fresh = sweep(cond, "b"), sweep(cond, "c", cached=False)
+    assert [r["tokens_cached"] for r in cached] == ["True"]
+    assert cached[0]["fid_raw"] != plain[0]["fid_raw"]
+    assert float(cached[0]["fid_raw"]) == pytest.approx(float(fresh[0]["fid_raw"]), abs=1e-3)
+    assert float(cached[0]["fid_composite"]) == pytest.approx(float(fresh[0]["fid_composite"]), abs=1e-3)
+
+
 def test_sweep_token_cache_must_be_a_folder(tiny_model_dir, eval_set, tmp_path, capsys):
     images, masks = eval_set
     (tmp_path / "file").write_text("x")

@@ -487,3 +487,99 @@ def test_model_precision_attribute_is_the_default(tiny):
         tiny.precision = "auto"
         h.remove()
     assert seen == [True, True]
+
+
+# ----------------------------------------------------------------------------- mask-conditioned decoder
+def conditioned_model(seed: int = 0, scale: float = 0.5) -> MaskGIT:
+    """The tiny model with a mask-conditioned decoder whose injections are non-zero."""
+    from maskgit_inpaint.config import preset
+
+    cfg = preset("tiny")
+    cfg["tokenizer"]["dec_cond"] = True
+    torch.manual_seed(seed)
+    model = MaskGIT(cfg).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for conv in model.tokenizer.decoder.inject:
+            conv.weight.copy_(scale * torch.randn(conv.weight.shape, generator=g))
+    return model
+
+
+def test_conditioned_decoder_starts_as_the_plain_decoder_it_is_made_from(tiny):
+    cfg = TokenizerConfig.from_dict({**tiny.config["tokenizer"], "dec_cond": True})
+    vq = VQGAN(cfg).eval()
+    missing, unexpected = vq.load_state_dict(tiny.tokenizer.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(("decoder.cond.", "decoder.inject.")) for k in missing)
+    x, known = tiny.normalize(images(2)), hole_mask(2)
+    idx = tiny.tokenizer.encode(x)
+    want = tiny.tokenizer.decode(idx)
+    assert torch.equal(vq.decode(idx), want)
+    assert torch.equal(vq.decode(idx, VQGAN.condition(x, known)), want)
+
+
+def test_conditioned_decoder_sees_the_known_pixels_only():
+    model = conditioned_model()
+    assert model.conditioned_decoder
+    x, known = images(2), hole_mask(2)
+    idx = model.encode(x)
+    y = x.clone()
+    hole = ~known[:, None].expand_as(x)
+    y[hole] = torch.rand(int(hole.sum()), generator=torch.Generator().manual_seed(1))
+    a, b = model.decode(idx, x, known), model.decode(idx, y, known)
+    assert torch.equal(a, b)  # what the hole held does not matter
+    z = x.clone()
+    z[~hole] = 1 - z[~hole]
+    assert not torch.allclose(model.decode(idx, z, known), a)  # the known pixels do
+    nothing = torch.zeros_like(known)
+    assert torch.allclose(model.decode(idx), model.decode(idx, x, nothing))  # no cond = nothing known
+    assert not torch.allclose(model.decode(idx), a)
+    with pytest.raises(ValueError, match="known"):
+        model.decode(idx, x)
+
+
+def test_inpaint_decodes_with_the_known_pixels_when_the_decoder_is_conditioned():
+    model = conditioned_model()
+    x, known = images(2), hole_mask(2)
+    cfg = SamplerConfig(steps=3)
+    raw = model.inpaint(x, known, cfg, seed=4, composite=False, return_steps=True)
+    assert torch.allclose(raw.images, model.decode(raw.tokens, x, known))
+    assert not torch.allclose(raw.images, model.decode(raw.tokens))
+    assert torch.allclose(raw.step_images[-1], raw.images)
+    y = x.clone()
+    y[~known[:, None].expand_as(x)] = 0.123
+    assert torch.equal(model.inpaint(y, known, cfg, seed=4, composite=False).images, raw.images)
+
+
+def test_conditioned_decoder_round_trips_through_a_model_dir(tmp_path):
+    model = conditioned_model(seed=2)
+    model.save(tmp_path / "m")
+    back = MaskGIT.from_dir(tmp_path / "m")
+    assert back.conditioned_decoder
+    x, known = images(1), hole_mask(1)
+    idx = model.encode(x)
+    assert torch.equal(back.decode(idx, x, known), model.decode(idx, x, known))
+
+
+@pytest.mark.parametrize("change, match", [({"dec_cond_width": 0}, "dec_cond_width"),
+                                           ({"dec_cond_levels": -1}, "dec_cond_levels")])
+def test_conditioned_decoder_settings_are_checked(tools, change, match):
+    cfg = tools.tiny_config()["tokenizer"]
+    with pytest.raises(ValueError, match=match):
+        TokenizerConfig.from_dict({**cfg, "dec_cond": True, **change}).validate()
+
+
+@pytest.mark.parametrize("levels, sizes", [(0, [16, 32, 64]), (1, [64]), (2, [32, 64])])
+def test_conditioned_decoder_feeds_only_the_finest_levels_asked_for(tiny, levels, sizes):
+    """dec_cond_levels = k feeds the k finest resolutions (0: all), still from an exact zero start."""
+    cfg = TokenizerConfig.from_dict({**tiny.config["tokenizer"], "dec_cond": True, "dec_cond_levels": levels})
+    vq = VQGAN(cfg).eval()
+    vq.load_state_dict(tiny.tokenizer.state_dict(), strict=False)
+    seen = []
+    hooks = [conv.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1])) for conv in vq.decoder.inject]
+    x, known = tiny.normalize(images(1)), hole_mask(1)
+    idx = tiny.tokenizer.encode(x)
+    out = vq.decode(idx, VQGAN.condition(x, known))
+    for h in hooks:
+        h.remove()
+    assert seen == sizes
+    assert torch.equal(out, tiny.tokenizer.decode(idx))

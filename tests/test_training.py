@@ -1012,3 +1012,46 @@ def test_transformer_trains_with_context_views_end_to_end(tmp_path, images32, to
     bad = _t2_config(images32, batch_size=8, max_steps=1, context_views=1, context_prob=1.5)
     with pytest.raises(ValueError, match="context_prob"):
         train_transformer(bad, tmp_path / "bad", tok_dir, accelerator="cpu")
+
+
+# ============================================================================= mask-conditioned decoder
+def test_tokenizer_init_can_add_a_mask_conditioned_decoder(tmp_path, tok_images, monkeypatch):
+    """--init with tokenizer.dec_cond=true: the plain model's weights everywhere, the new branch's
+    injections at zero (so training starts from the plain decoder's outputs)."""
+    init_cfg = preset("tiny")
+    init_cfg["transformer"] = None
+    torch.manual_seed(3)
+    init = MaskGIT(init_cfg).save(tmp_path / "init")
+    store = {}
+    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit(store))
+    cfg = _t1_config(tok_images)
+    cfg["tokenizer"].update(dec_cond=True, dec_cond_levels=2, dec_cond_width=16)
+    run = train_tokenizer(cfg, tmp_path / "run", accelerator="cpu", init=init)
+    tok = load_run_config(run)["tokenizer"]
+    assert (tok["dec_cond"], tok["dec_cond_levels"], tok["dec_cond_width"]) == (True, 2, 16)
+    want = MaskGIT.from_dir(init, require_transformer=False).tokenizer.state_dict()
+    for k, v in want.items():
+        assert torch.equal(store["state"]["vqgan." + k], v), k
+    inject = [v for k, v in store["state"].items() if k.startswith("vqgan.decoder.inject.")]
+    assert inject and all(not v.any() for v in inject)
+    assert any(k.startswith("vqgan.decoder.cond.") for k in store["state"])
+
+
+def test_conditioned_tokenizer_trains_logs_its_masked_error_and_exports(tmp_path, tok_images):
+    cfg = _t1_config(tok_images, max_steps=2, cond_lr_mult=10.0, freeze_encoder=True)
+    cfg["tokenizer"]["dec_cond"] = True
+    run = train_tokenizer(cfg, tmp_path / "run", accelerator="cpu")
+    val = [r for r in read_metrics(run) if r.get("val/l1_cond")]
+    assert val and all(0 < float(r["val/l1_cond_hole"]) and 0 < float(r["val/l1_cond"]) for r in val)
+    last = _ckpt(run / "checkpoints" / "last.ckpt")
+    assert not any(k.startswith("cond_bank") for k in last["state_dict"])  # rebuilt, not saved
+    opt_g = last["optimizer_states"][0]
+    assert [g["lr"] / opt_g["param_groups"][0]["lr"] for g in opt_g["param_groups"]] == pytest.approx([1.0, 10.0])
+    inject = [v for k, v in last["state_dict"].items() if k.startswith("vqgan.decoder.inject.")]
+    assert any(v.any() for v in inject)  # the branch learned from its zero start
+    model = MaskGIT.from_dir(export_run(run, tmp_path / "tok", which="last"), require_transformer=False)
+    assert model.conditioned_decoder
+    x = torch.rand(1, 3, 64, 64)
+    known = torch.ones(1, 64, 64, dtype=torch.bool)
+    known[:, 20:40, 20:40] = False
+    assert not torch.allclose(model.decode(model.encode(x), x, known), model.decode(model.encode(x)))

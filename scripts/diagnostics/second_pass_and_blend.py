@@ -29,7 +29,7 @@ def run_pass(fill_img, kn, seeds):
         with transformer_autocast("fp32", "cpu"):
             return model.transformer(cur)
     res = inpaint_tokens(lf, tokens, unknown, model.sampler, codebook_size=model.codebook_size, seed=seeds)
-    return model.decode(res.tokens), tokens, unknown
+    return model.decode(res.tokens, fill_img, kn), tokens, unknown
 
 def poisson(raw, img, kn, smooth=0):
     """The package's seamless blend; with `smooth`, the difference is first averaged over

@@ -77,14 +77,21 @@ def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[
 
 
 @torch.no_grad()
-def decode_all(model, tokens: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Token grids (N, n_tokens) -> images (N,3,H,W) in [0,1]."""
-    return torch.cat([model.decode(tokens[i:i + batch_size].to(model.device)).float().cpu()
-                      for i in range(0, len(tokens), batch_size)])
+def decode_all(model, tokens: torch.Tensor, batch_size: int = 64, images01: torch.Tensor | None = None,
+               known: torch.Tensor | None = None) -> torch.Tensor:
+    """Token grids (N, n_tokens) -> images (N,3,H,W) in [0,1]; `images01` and `known` are the
+    known pixels a mask-conditioned decoder sees (see `MaskGIT.decode`)."""
+    out = []
+    for i in range(0, len(tokens), batch_size):
+        sl = slice(i, i + batch_size)
+        im, kn = (images01[sl], known[sl]) if images01 is not None else (None, None)
+        out.append(model.decode(tokens[sl].to(model.device), im, kn).float().cpu())
+    return torch.cat(out)
 
 
 # Tokenizer weights that only turn tokens into pixels: changing them leaves every sampled token as it is.
 DECODER_SIDE = ("decoder.", "post_quant_conv.")
+DECODER_SIDE_CONFIG = ("dec_cond", "dec_cond_width", "dec_cond_levels")
 
 
 def _digest(h, t: torch.Tensor) -> None:
@@ -116,6 +123,8 @@ class TokenCache:
             h.update(k.encode())
             _digest(h, v)
         cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format")}
+        if "tokenizer" in cfg:  # a decoder's conditioning branch does not change the tokens either
+            cfg["tokenizer"] = {k: v for k, v in cfg["tokenizer"].items() if k not in DECODER_SIDE_CONFIG}
         h.update(json.dumps([cfg, model.hole_fill, resolve_precision(model.precision, model.device), batch_size,
                              torch.__version__, model.device.type], sort_keys=True, default=str).encode())
         _digest(h, images01.float())
@@ -295,7 +304,7 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
         for seed in seeds:
             hit = cache.get(cfg, seed, len(names)) if cache else None
             if hit:
-                raw, spi = decode_all(model, hit[0], batch_size), hit[1]
+                raw, spi = decode_all(model, hit[0], batch_size, images01, known), hit[1]
             else:
                 toks: list = []
                 raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size, toks)

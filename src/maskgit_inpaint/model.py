@@ -135,9 +135,24 @@ class MaskGIT(nn.Module):
     def encode(self, images01: torch.Tensor) -> torch.Tensor:
         return self.tokenizer.encode(self.normalize(images01))
 
+    @property
+    def conditioned_decoder(self) -> bool:
+        """Whether the tokenizer's decoder also sees the known pixels (`tokenizer.dec_cond`)."""
+        return bool(self.tokenizer.cfg.dec_cond)
+
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.denormalize(self.tokenizer.decode(tokens).float())
+    def decode(self, tokens: torch.Tensor, images01: torch.Tensor | None = None,
+               known: torch.Tensor | None = None) -> torch.Tensor:
+        """Token grids -> images in [0,1]. A mask-conditioned decoder also takes the known pixels
+        of `images01` (B,3,H,W) where `known` (B,H,W) is True; without them it decodes from the
+        tokens alone. Other decoders ignore them."""
+        cond = None
+        if self.conditioned_decoder and images01 is not None:
+            if known is None:
+                raise ValueError("decode: `known` is needed with `images01`")
+            cond = self.tokenizer.condition(self.normalize(images01.to(self.device, torch.float32)),
+                                            known.to(self.device, torch.bool))
+        return self.denormalize(self.tokenizer.decode(tokens, cond).float())
 
     # ------------------------------------------------------------------ inpainting
     @torch.no_grad()
@@ -169,10 +184,10 @@ class MaskGIT(nn.Module):
         unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate)
         res = inpaint_tokens(self.logits_fn(precision), tokens, unknown, sampler, codebook_size=self.codebook_size,
                              seed=seed, return_steps=return_steps)
-        out = self.decode(res.tokens)
+        out = self.decode(res.tokens, images01, known)
         if composite:
             out = paste_known(out, images01, known, blend or self.blend)
-        step_images = [self.decode(t) for t in res.step_tokens] if return_steps else []
+        step_images = [self.decode(t, images01, known) for t in res.step_tokens] if return_steps else []
         return InpaintOutput(out, res.tokens, unknown, step_images, res.step_masks)
 
     def logits_fn(self, precision: str | None = None):

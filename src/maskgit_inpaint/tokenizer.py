@@ -36,6 +36,12 @@ class TokenizerConfig:
     beta: float = 0.25             # commitment weight on the encoder term
     l2_norm: bool = False          # cosine-similarity VQ (l2-normalised codes and latents)
     fsq_levels: list = field(default_factory=list)
+    # mask-conditioned decoder (as in Zhu et al. 2023, "Designing a Better Asymmetric VQGAN"):
+    # a small conv branch sees the known pixels and their mask and feeds every decoder
+    # resolution, so an inpainted image keeps its known pixels and matches them at the seams.
+    dec_cond: bool = False
+    dec_cond_width: int = 32
+    dec_cond_levels: int = 0       # feed only this many of the finest resolutions (0 = every one)
 
     @property
     def latent_size(self) -> int:
@@ -66,6 +72,10 @@ class TokenizerConfig:
         ups = sum(1 for s in self.dec_stages if s[3])
         if downs != ups:
             raise ValueError(f"the encoder downsamples {downs} times but the decoder upsamples {ups} times")
+        if self.dec_cond and self.dec_cond_width < 1:
+            raise ValueError(f"tokenizer.dec_cond_width must be positive, got {self.dec_cond_width}")
+        if self.dec_cond_levels < 0:
+            raise ValueError(f"tokenizer.dec_cond_levels must be 0 (every level) or more, got {self.dec_cond_levels}")
         if self.image_size % (2 ** downs):
             raise ValueError(f"image_size {self.image_size} is not divisible by the downsampling factor {2 ** downs}")
 
@@ -165,6 +175,38 @@ class Encoder(nn.Module):
         return self.model(x)
 
 
+class CondEncoder(nn.Module):
+    """The decoder's view of the known pixels: (normalised image * known, known) -> one feature
+    map per decoder resolution, finest first."""
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        g, w = cfg.norm_groups, cfg.dec_cond_width
+        levels = sum(1 for s in cfg.dec_stages if s[3]) + 1
+        if cfg.dec_cond_levels:
+            levels = min(levels, cfg.dec_cond_levels)
+        self.widths = [w * min(2 ** k, 4) for k in range(levels)]
+        self.stem = nn.Conv2d(cfg.image_channels + 1, w, 3, 1, 1)
+        self.blocks = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        ch = w
+        for k, out in enumerate(self.widths):
+            self.blocks.append(ResidualBlock(ch, out, g))
+            ch = out
+            if k < levels - 1:
+                self.downs.append(DownSampleBlock(ch))
+
+    def forward(self, c):
+        x = self.stem(c)
+        feats = []
+        for k, block in enumerate(self.blocks):
+            x = block(x)
+            feats.append(x)
+            if k < len(self.downs):
+                x = self.downs[k](x)
+        return feats
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
@@ -172,7 +214,11 @@ class Decoder(nn.Module):
         ch = cfg.dec_in
         layers: list[nn.Module] = [nn.Conv2d(cfg.latent_dim, ch, 3, 1, 1),
                                    ResidualBlock(ch, ch, g), NonLocalBlock(ch, g), ResidualBlock(ch, ch, g)]
+        ups = self.ups = sum(1 for s in cfg.dec_stages if s[3])
+        inject = []  # (layer index, channels, level of the conditioning pyramid)
+        level = ups
         for out_ch, n_res, attn, up in cfg.dec_stages:
+            inject.append((len(layers), ch, level))
             for _ in range(n_res):
                 layers.append(ResidualBlock(ch, out_ch, g))
                 ch = out_ch
@@ -180,11 +226,36 @@ class Decoder(nn.Module):
                     layers.append(NonLocalBlock(ch, g))
             if up:
                 layers.append(UpSampleBlock(ch))
+                level -= 1
+        inject.append((len(layers), ch, level))
         layers += [GroupNorm(ch, g), nn.Conv2d(ch, cfg.image_channels, 3, 1, 1)]
         self.model = nn.Sequential(*layers)
+        self.cond = CondEncoder(cfg) if cfg.dec_cond else None
+        if self.cond is not None:
+            inject = [p for p in inject if p[2] < len(self.cond.widths)]
+            self._inject = [(i, lvl) for i, _, lvl in inject]
+            # zero-initialised, so a conditioned decoder starts as the unconditioned one it is made from
+            self.inject = nn.ModuleList(nn.Conv2d(self.cond.widths[lvl], c, 1) for _, c, lvl in inject)
+            for conv in self.inject:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
-    def forward(self, x):
-        return self.model(x)
+    def forward(self, x, cond=None):
+        """`cond` (B, C+1, H, W): the known pixels (zero elsewhere) and the known mask, for a
+        conditioned decoder; None means nothing is known (plain decoding from tokens)."""
+        if self.cond is None:
+            return self.model(x)
+        if cond is None:
+            h = x.shape[-1] * 2 ** self.ups
+            cond = x.new_zeros(x.shape[0], self.cond.stem.in_channels, h, h)
+        feats = self.cond(cond.to(x.dtype))
+        points = {i: (conv, lvl) for (i, lvl), conv in zip(self._inject, self.inject)}
+        for i, layer in enumerate(self.model):
+            if i in points:
+                conv, lvl = points[i]
+                x = x + conv(feats[lvl])
+            x = layer(x)
+        return x
 
 
 # ----------------------------------------------------------------------------- quantisers
@@ -316,13 +387,21 @@ class VQGAN(nn.Module):
         """Images (B,3,H,W) in normalised space -> token indices (B, N) long."""
         return self.quantize(x)[1]
 
-    def decode_latents(self, zq):
-        return self.decoder(self.post_quant_conv(zq))
+    def decode_latents(self, zq, cond=None):
+        return self.decoder(self.post_quant_conv(zq), cond)
 
-    def decode(self, idx) -> torch.Tensor:
-        """Token indices (B, N) -> images (B,3,H,W) in normalised space."""
-        return self.decode_latents(self.quant.lookup(idx))
+    def decode(self, idx, cond=None) -> torch.Tensor:
+        """Token indices (B, N) -> images (B,3,H,W) in normalised space. `cond`: see
+        `condition`; only a mask-conditioned decoder (`dec_cond`) uses it."""
+        return self.decode_latents(self.quant.lookup(idx), cond)
 
-    def forward(self, x):
+    @staticmethod
+    def condition(x, known) -> torch.Tensor:
+        """The decoder's conditioning input: normalised images `x` (B,C,H,W) with the unknown
+        pixels zeroed, and `known` (B,H,W) bool as one more channel."""
+        k = known[:, None].to(x.dtype)
+        return torch.cat([x * k, k], 1)
+
+    def forward(self, x, cond=None):
         zq, idx, qloss, _ = self.quantize(x)
-        return self.decode_latents(zq), idx, qloss
+        return self.decode_latents(zq, cond), idx, qloss

@@ -36,6 +36,11 @@ TOKENIZER_TRAINING = {
     "revive_every": 200, "revive_min_usage": 1, "ckpt_every_steps": 500, "log_every": 25,
     "num_workers": 0, "seed": 0, "accumulate": 1, "time_budget_s": None, "epoch_checkpoints": True,
     "freeze_encoder": False,
+    # mask-conditioned decoder (tokenizer.dec_cond): the share of samples decoded with nothing
+    # known (plain decoding must keep working), and the pixel-mask bank the others draw from
+    "cond_empty_prob": 0.1, "cond_masks": 4096,
+    # its conditioning branch starts at zero when added to a trained decoder: a higher LR there
+    "cond_lr_mult": 1.0,
 }
 TRANSFORMER_TRAINING = {
     "batch_size": 64, "lr": 4.0e-4, "betas": [0.9, 0.95], "weight_decay": 0.05, "warmup_steps": 500,
@@ -152,6 +157,30 @@ class TokenizerModule(L.LightningModule):
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("usage", torch.zeros(self.vqgan.codebook_size))
         self._val_idx: list[torch.Tensor] = []
+        if self.vqgan.cfg.dec_cond:  # pixel masks (True = known), rebuilt from the seed rather than saved
+            from .masks import generate_masks
+
+            kinds = ["random-walk", "rectangle", "brush", "outpaint"]
+            per = max(1, self.t["cond_masks"] // len(kinds))
+            size = self.vqgan.cfg.image_size
+            bank = torch.cat([torch.from_numpy(generate_masks(k, per, size, 1234)) for k in kinds])
+            self.register_buffer("cond_bank", bank, persistent=False)
+
+    def _cond(self, x, train: bool):
+        """The conditioning input of a mask-conditioned decoder for the batch `x`: each image gets
+        a random mask from the bank (validation: a fixed one), and in training a `cond_empty_prob`
+        share of them has nothing known."""
+        if not self.vqgan.cfg.dec_cond:
+            return None
+        n = len(x)
+        if train:
+            pick = torch.randint(0, len(self.cond_bank), (n,), device=x.device)
+            known = self.cond_bank[pick]
+            empty = torch.rand(n, device=x.device) < self.t["cond_empty_prob"]
+            known = known & ~empty[:, None, None]
+        else:
+            known = self.cond_bank[torch.arange(n, device=x.device) % len(self.cond_bank)]
+        return VQGAN.condition(x, known)
 
     def _frozen_parts(self) -> list[nn.Module]:
         """`freeze_encoder`: only the decoder side learns, so every image keeps its tokens and a
@@ -167,8 +196,12 @@ class TokenizerModule(L.LightningModule):
         t = self.t
         for part in self._frozen_parts():
             part.requires_grad_(False)
-        params = [p for p in self.vqgan.parameters() if p.requires_grad]
-        opt_g = torch.optim.AdamW(params, lr=t["lr"], betas=tuple(t["betas"]),
+        named = [(n, p) for n, p in self.vqgan.named_parameters() if p.requires_grad]
+        cond = [p for n, p in named if n.startswith(("decoder.cond.", "decoder.inject."))]
+        groups = [{"params": [p for n, p in named if not n.startswith(("decoder.cond.", "decoder.inject."))]}]
+        if cond:
+            groups.append({"params": cond, "lr": t["lr"] * t["cond_lr_mult"]})
+        opt_g = torch.optim.AdamW(groups, lr=t["lr"], betas=tuple(t["betas"]),
                                   weight_decay=t["weight_decay"])
         fn = _lr_lambda(self, t, self.total_steps)
         sched = [torch.optim.lr_scheduler.LambdaLR(opt_g, fn)]
@@ -192,7 +225,7 @@ class TokenizerModule(L.LightningModule):
         scheds = self.lr_schedulers()
         scheds = scheds if isinstance(scheds, list) else [scheds]
         step = int(self.step_count)
-        xr, idx, q_loss = self.vqgan(x)
+        xr, idx, q_loss = self.vqgan(x, self._cond(x, train=True))
         rec = (x - xr).abs().mean()
         loss = rec + q_loss
         disc_on = self.disc is not None and step >= self.t["disc_start"]
@@ -247,6 +280,13 @@ class TokenizerModule(L.LightningModule):
         psnr = -10 * torch.log10(((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10))
         self._val_idx.append(idx.flatten().cpu())
         self.log_dict({"val/l1": (x - xr).abs().mean(), "val/psnr": psnr.mean()}, prog_bar=True, sync_dist=True)
+        cond = self._cond(x, train=False)
+        if cond is not None:  # decoding with the known pixels of a fixed mask per image
+            xc = self.vqgan.decode(idx, cond)
+            hole = (cond[:, -1:] < 0.5).to(x.dtype)
+            err = (x - xc).abs().mean(1, keepdim=True)
+            self.log_dict({"val/l1_cond": err.mean(),
+                           "val/l1_cond_hole": (err * hole).sum() / hole.sum().clamp_min(1)}, sync_dist=True)
 
     def _norm(self, x):
         norm = self.config.get("normalization") or {"mean": [0.5] * 3, "std": [0.5] * 3}
@@ -626,7 +666,13 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     if init is not None:
         init_model, init_record = _load_init(init, require_transformer=False)
         config = copy.deepcopy(config)
+        user_tok = config.get("tokenizer") or {}
         config["tokenizer"] = copy.deepcopy(init_model.config["tokenizer"])
+        # the one architecture change allowed on top of --init: adding a mask-conditioned decoder
+        if user_tok.get("dec_cond") and not config["tokenizer"].get("dec_cond"):
+            for key in ("dec_cond", "dec_cond_width", "dec_cond_levels"):
+                if key in user_tok:
+                    config["tokenizer"][key] = user_tok[key]
         config["normalization"] = init_model.config.get("normalization") or config.get("normalization")
         config["init"] = init_record
     ckpt = _resume_path(run_dir, resume)
@@ -656,8 +702,13 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
     module = TokenizerModule(config, total_steps=total)
     if init_model is not None:
-        module.vqgan.load_state_dict(init_model.tokenizer.state_dict())
-        log.info("tokenizer weights initialised from %s", init)
+        missing, unexpected = module.vqgan.load_state_dict(init_model.tokenizer.state_dict(), strict=False)
+        new = [k for k in missing if not k.startswith(("decoder.cond.", "decoder.inject."))]
+        if new or unexpected:
+            raise ValueError(f"--init {init}: its tokenizer weights do not fit this architecture "
+                             f"(missing {new[:5]}, unexpected {unexpected[:5]})")
+        log.info("tokenizer weights initialised from %s%s", init,
+                 " (the decoder's conditioning branch starts at zero)" if missing else "")
     cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
