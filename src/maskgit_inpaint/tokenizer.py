@@ -175,6 +175,10 @@ class Encoder(nn.Module):
         return self.model(x)
 
 
+# the weights a mask-conditioned decoder adds (its branch and the 1x1 injections)
+COND_PARAMS = ("decoder.cond.", "decoder.inject.")
+
+
 class CondEncoder(nn.Module):
     """The decoder's view of the known pixels: (normalised image * known, known) -> one feature
     map per decoder resolution, finest first."""

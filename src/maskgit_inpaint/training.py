@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .checkpoints import atomic_write
 from .config import INFERENCE_KEYS
 from .schedules import gamma as gamma_fn
-from .tokenizer import VQGAN, TokenizerConfig
+from .tokenizer import COND_PARAMS, VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
 
 log = logging.getLogger("maskgit_inpaint")
@@ -158,12 +158,7 @@ class TokenizerModule(L.LightningModule):
         self.register_buffer("usage", torch.zeros(self.vqgan.codebook_size))
         self._val_idx: list[torch.Tensor] = []
         if self.vqgan.cfg.dec_cond:  # pixel masks (True = known), rebuilt from the seed rather than saved
-            from .masks import generate_masks
-
-            kinds = ["random-walk", "rectangle", "brush", "outpaint"]
-            per = max(1, self.t["cond_masks"] // len(kinds))
-            size = self.vqgan.cfg.image_size
-            bank = torch.cat([torch.from_numpy(generate_masks(k, per, size, 1234)) for k in kinds])
+            bank = pixel_mask_bank(self.t["cond_masks"], self.vqgan.cfg.image_size)
             self.register_buffer("cond_bank", bank, persistent=False)
 
     def _cond(self, x, train: bool):
@@ -197,8 +192,8 @@ class TokenizerModule(L.LightningModule):
         for part in self._frozen_parts():
             part.requires_grad_(False)
         named = [(n, p) for n, p in self.vqgan.named_parameters() if p.requires_grad]
-        cond = [p for n, p in named if n.startswith(("decoder.cond.", "decoder.inject."))]
-        groups = [{"params": [p for n, p in named if not n.startswith(("decoder.cond.", "decoder.inject."))]}]
+        cond = [p for n, p in named if n.startswith(COND_PARAMS)]
+        groups = [{"params": [p for n, p in named if not n.startswith(COND_PARAMS)]}]
         if cond:
             groups.append({"params": cond, "lr": t["lr"] * t["cond_lr_mult"]})
         opt_g = torch.optim.AdamW(groups, lr=t["lr"], betas=tuple(t["betas"]),
@@ -335,14 +330,20 @@ def mvtm_mask(tokens: torch.Tensor, mode: str = "gamma", schedule: str = "cosine
     raise ValueError(f"unknown mask_mode {mode!r}: choose gamma, seed or inpaint")
 
 
-def inpaint_mask_bank(count: int = 4096, size: int = 64, latent: int = 16, seed: int = 1234) -> torch.Tensor:
-    """Token masks pooled from a mix of the pixel-mask generators, for mask_mode 'inpaint'."""
-    from .masks import generate_masks, pixel_to_token_mask
+def pixel_mask_bank(count: int = 4096, size: int = 64, seed: int = 1234) -> torch.Tensor:
+    """(count, size, size) bool pixel masks (True = known), an equal share from each generator."""
+    from .masks import generate_masks
 
     kinds = ["random-walk", "rectangle", "brush", "outpaint"]
     per = max(1, count // len(kinds))
-    known = torch.cat([torch.from_numpy(generate_masks(k, per, size, seed)) for k in kinds])
-    return pixel_to_token_mask(known, latent)
+    return torch.cat([torch.from_numpy(generate_masks(k, per, size, seed)) for k in kinds])
+
+
+def inpaint_mask_bank(count: int = 4096, size: int = 64, latent: int = 16, seed: int = 1234) -> torch.Tensor:
+    """Token masks pooled from a mix of the pixel-mask generators, for mask_mode 'inpaint'."""
+    from .masks import pixel_to_token_mask
+
+    return pixel_to_token_mask(pixel_mask_bank(count, size, seed), latent)
 
 
 def context_inputs(tokens: torch.Tensor, ctx_tokens: torch.Tensor, ctx_unknown: torch.Tensor, prob: float,
@@ -703,7 +704,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     module = TokenizerModule(config, total_steps=total)
     if init_model is not None:
         missing, unexpected = module.vqgan.load_state_dict(init_model.tokenizer.state_dict(), strict=False)
-        new = [k for k in missing if not k.startswith(("decoder.cond.", "decoder.inject."))]
+        new = [k for k in missing if not k.startswith(COND_PARAMS)]
         if new or unexpected:
             raise ValueError(f"--init {init}: its tokenizer weights do not fit this architecture "
                              f"(missing {new[:5]}, unexpected {unexpected[:5]})")
