@@ -158,6 +158,8 @@ class TokenizerModule(L.LightningModule):
         self.register_buffer("usage", torch.zeros(self.vqgan.codebook_size))
         self._val_idx: list[torch.Tensor] = []
         if self.vqgan.cfg.dec_cond:  # pixel masks (True = known), rebuilt from the seed rather than saved
+            from .data import pixel_mask_bank
+
             bank = pixel_mask_bank(self.t["cond_masks"], self.vqgan.cfg.image_size)
             self.register_buffer("cond_bank", bank, persistent=False)
 
@@ -330,17 +332,9 @@ def mvtm_mask(tokens: torch.Tensor, mode: str = "gamma", schedule: str = "cosine
     raise ValueError(f"unknown mask_mode {mode!r}: choose gamma, seed or inpaint")
 
 
-def pixel_mask_bank(count: int = 4096, size: int = 64, seed: int = 1234) -> torch.Tensor:
-    """(count, size, size) bool pixel masks (True = known), an equal share from each generator."""
-    from .masks import generate_masks
-
-    kinds = ["random-walk", "rectangle", "brush", "outpaint"]
-    per = max(1, count // len(kinds))
-    return torch.cat([torch.from_numpy(generate_masks(k, per, size, seed)) for k in kinds])
-
-
 def inpaint_mask_bank(count: int = 4096, size: int = 64, latent: int = 16, seed: int = 1234) -> torch.Tensor:
     """Token masks pooled from a mix of the pixel-mask generators, for mask_mode 'inpaint'."""
+    from .data import pixel_mask_bank
     from .masks import pixel_to_token_mask
 
     return pixel_to_token_mask(pixel_mask_bank(count, size, seed), latent)
