@@ -86,7 +86,7 @@ def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sy
         x01, k = images01[i:i + bs], known[i:i + bs]
         t0 = time.perf_counter()
         tokens = model.tokenizer.encode(harmonic_fill(model.normalize(x01), k))
-        unknown = pixel_to_token_mask(k, model.latent_size)
+        unknown = pixel_to_token_mask(k, model.latent_size, threshold=cfg.token_threshold)
         sync(); t1 = time.perf_counter()
         res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i)
         sync(); t2 = time.perf_counter()

@@ -103,6 +103,10 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
         assert InpaintSettings.from_model(model).sampler().guidance_schedule == "linear"
         ramped = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
         assert "context guidance 2 (linear ramp)," in ramped.message
+        model.sampler = replace(saved, token_threshold=0.25)
+        assert InpaintSettings.from_model(model).sampler().token_threshold == 0.25
+        thr = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
+        assert "token threshold 0.25," in thr.message and thr.result is not None
     finally:
         model.sampler = saved
 
@@ -116,6 +120,11 @@ def test_page_widgets_map_to_settings():
     assert cfg.guidance_schedule == "constant"
     ramp = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, 1, True, "linear").sampler()
     assert ramp.guidance_schedule == "linear" and ramp.guidance_at(4) == 1.5
+    assert cfg.token_threshold == 0.0
+    thr = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, 1, True, "constant", 0.25).sampler()
+    assert thr.token_threshold == 0.25
+    with pytest.raises(ValueError, match="token_threshold"):
+        InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, 1, True, "constant", 1.0).sampler()
 
 
 @pytest.mark.parametrize("mask", [None, "blank-layer", "all-known"])

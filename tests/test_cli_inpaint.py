@@ -241,6 +241,19 @@ def test_guidance_changes_the_fill_only(tools, tiny_model_dir, tmp_path):
         assert np.array_equal(a[stem][known], b[stem][known])
 
 
+def test_token_threshold_changes_the_fill_only(tools, tiny_model_dir, tmp_path, capsys):
+    """The masks' stray hole pixels graze their patches: at threshold 0.5 those tokens are kept,
+    so the fill changes while the known pixels stay the input's; the summary line says so."""
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:3])
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "t0") == 0
+    assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "t5", "--token-threshold", "0.5") == 0
+    assert "token threshold=0.5 " in capsys.readouterr().out
+    a, b = read_outputs(tmp_path / "t0"), read_outputs(tmp_path / "t5")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(a[stem][known], b[stem][known])
+
+
 def test_dilate_keeps_composite_exact(tools, tiny_model_dir, tmp_path):
     img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:2])
     assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "d0", "--no-composite") == 0
@@ -348,7 +361,8 @@ def test_existing_outputs_survive_a_failed_run(tools, tiny_model_dir, tmp_path, 
 
 @pytest.mark.parametrize("flags,match", [(["--steps", "0"], "steps"), (["--sweet-spot", "0"], "sweet_spot"),
                                          (["--guidance", "-1"], "guidance"),
-                                         (["--guidance-steps", "0"], "guidance_steps")])
+                                         (["--guidance-steps", "0"], "guidance_steps"),
+                                         (["--token-threshold", "1"], "token_threshold")])
 def test_bad_sampler_flags(tools, tiny_model_dir, tmp_path, capsys, flags, match):
     img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:1])
     rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out", *flags)

@@ -169,6 +169,23 @@ def test_sweep_over_guidance_schedules(tiny_model_dir, eval_set, tmp_path):
     assert "| 2 (linear) |" in md and "| 2 |" in md
 
 
+def test_sweep_over_token_thresholds(tiny_model_dir, eval_set, tmp_path, capsys):
+    """--token-threshold is a sweep axis (the masks' stray hole pixels then keep their tokens);
+    rows record it and the table has a column for it; a threshold of 1 is refused."""
+    images, masks = eval_set
+    assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path / "a"), "--gamma", "linear", "--steps", "2", "--token-threshold", "0,0.5",
+                 "--seeds", "0", "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "a" / "sweep.csv")))
+    assert [float(r["token_threshold"]) for r in rows] == [0.0, 0.5]
+    assert rows[0]["fid_raw"] != rows[1]["fid_raw"]
+    md = (tmp_path / "a" / "sweep.md").read_text()
+    assert "| token threshold |" in md and "| 0.5 |" in md and md.count("| linear |") == 2
+    assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
+                 "--out", str(tmp_path / "b"), "--token-threshold", "1", "--seeds", "0", "--device", "cpu"]) == 2
+    assert "token_threshold must be in [0, 1), got 1.0" in capsys.readouterr().err
+
+
 def test_sweep_rejects_an_unknown_guidance_schedule(tiny_model_dir, eval_set, tmp_path, capsys):
     images, masks = eval_set
     assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
@@ -196,7 +213,9 @@ def test_token_cache_key_separates_guidance_steps_and_keeps_earlier_keys(tiny_mo
     assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_steps=2), 0)
     assert cache.key(replace(cfg, guidance_steps=2), 0) != cache.key(replace(cfg, guidance_steps=3), 0)
     assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_schedule="linear"), 0)
-    old = {k: v for k, v in asdict(cfg).items() if k not in ("guidance_steps", "guidance_schedule")}
+    assert cache.key(cfg, 0) != cache.key(replace(cfg, token_threshold=0.25), 0)
+    old = {k: v for k, v in asdict(cfg).items() if k not in ("guidance_steps", "guidance_schedule",
+                                                              "token_threshold")}
     h = cache._base.copy()
     h.update(json.dumps([old, 0], sort_keys=True).encode())
     assert cache.key(cfg, 0) == h.hexdigest()[:32]

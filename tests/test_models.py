@@ -230,6 +230,30 @@ def test_inpaint_keeps_known_tokens_and_ignores_hole_content(tiny, fill):
     assert torch.equal(a.tokens[~a.unknown], enc[~a.unknown])
 
 
+def test_token_threshold_keeps_the_encoded_tokens_of_grazed_patches(tiny):
+    """hole_mask's first hole (rows 10-29, columns 20-49) covers at most half of the patches along
+    its top, bottom and right edges: at threshold 0.5 those tokens keep the encoder's token of
+    the hole-filled image, every other hole token is generated, and the composite still keeps
+    the known pixels."""
+    x, known = images(2), hole_mask(2)
+    cfg = SamplerConfig(steps=4, token_threshold=0.5)
+    out = tiny.inpaint(x, known, cfg, seed=torch.tensor([1, 2]))
+    lab = pixel_to_token_mask(known, 16)
+    assert torch.equal(out.unknown, pixel_to_token_mask(known, 16, threshold=0.5))
+    grazed = lab & ~out.unknown
+    assert grazed[0].sum() == 8 + 8 + 4  # token rows 2 and 7 (columns 5-12), column 12 of rows 3-6
+    assert torch.equal(grazed[1], grazed[0])  # the second image's other hole is patch-aligned
+    enc = tiny.tokenizer.encode(harmonic_fill(tiny.normalize(x), known))
+    assert torch.equal(out.tokens[~out.unknown], enc[~out.unknown])
+    assert torch.equal(out.images[known[:, None].expand_as(x)], x[known[:, None].expand_as(x)])
+    # a hole below the threshold everywhere: nothing to generate, the fill's tokens are decoded
+    dot = torch.ones(1, 64, 64, dtype=torch.bool)
+    dot[0, 5, 5] = False
+    res = tiny.inpaint(x[:1], dot, cfg, seed=0, composite=False, return_steps=True)
+    assert not res.unknown.any()
+    assert torch.equal(res.tokens, tiny.tokenizer.encode(harmonic_fill(tiny.normalize(x[:1]), dot)))
+
+
 def test_hole_fill_default_comes_from_config_and_is_checked(tiny):
     assert tiny.hole_fill == "harmonic"
     x, known = images(2), hole_mask(2)

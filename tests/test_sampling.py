@@ -396,6 +396,28 @@ def test_dilate_grows_to_3x3_tokens():
     assert pixel_to_token_mask(known, 16, dilate=1).sum() == 4
 
 
+def test_token_threshold_counts_the_hole_share_of_each_patch():
+    """With a threshold, a token is unknown only when more than that share of its 4x4 patch is
+    hole: 4 of 16 pixels is 0.25, so it stays known at 0.25 and is unknown just below."""
+    known = torch.ones(1, 64, 64, dtype=torch.bool)
+    known[0, 0, 0:4] = False          # token 0: 4 / 16 hole
+    known[0, 4:6, 4:7] = False        # token 17: 6 / 16 hole
+    known[0, 8:12, 8:12] = False      # token 34: all hole
+    def unknown_at(t):
+        return pixel_to_token_mask(known, 16, threshold=t)[0].nonzero().flatten().tolist()
+    assert unknown_at(0.0) == unknown_at(0.2) == [0, 17, 34]
+    assert unknown_at(0.25) == [17, 34]
+    assert unknown_at(0.375) == [34] and unknown_at(0.9375) == [34]
+    assert unknown_at(0.0) == pixel_to_token_mask(known, 16)[0].nonzero().flatten().tolist()
+    # dilation grows what the threshold left
+    assert pixel_to_token_mask(known, 16, dilate=1, threshold=0.375).sum() == 9
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="threshold"):
+            pixel_to_token_mask(known, 16, threshold=bad)
+    with pytest.raises(ValueError, match="token_threshold"):
+        SamplerConfig(token_threshold=1.0).validate()
+
+
 def test_token_mask_of_full_and_empty_masks_and_roundtrip():
     assert not pixel_to_token_mask(torch.ones(2, 64, 64, dtype=torch.bool), 16).any()
     assert pixel_to_token_mask(torch.zeros(2, 64, 64, dtype=torch.bool), 16).all()

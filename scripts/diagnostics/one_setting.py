@@ -1,6 +1,6 @@
 """One sampler/pipeline setting of the default model on the 747 val images: FID raw, plain paste, seamless.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); writes out/diag/.
-usage: python scripts/diagnostics/one_setting.py NAME key=value ... (keys: temperature, choice_temperature, steps, gamma, sweet_spot, guidance, dilate)"""
+usage: python scripts/diagnostics/one_setting.py NAME key=value ... (keys: temperature, choice_temperature, steps, gamma, sweet_spot, guidance, guidance_schedule, token_threshold, dilate)"""
 import sys, json, torch
 from maskgit_inpaint.compositing import paste_known
 from val_setup import raw_decodes, sampler_with, val_setup

@@ -25,7 +25,7 @@ def val_setup():
 
 
 SAMPLER_KEYS = {"steps": int, "sweet_spot": int, "temperature": float, "choice_temperature": float, "gamma": str,
-                "guidance": float, "guidance_schedule": str}
+                "guidance": float, "guidance_schedule": str, "token_threshold": float}
 
 
 def sampler_with(base, kv: dict):

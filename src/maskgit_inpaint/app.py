@@ -251,22 +251,23 @@ class InpaintSettings:
     guidance: float = 0.0              # context guidance scale (0 = off; costs a second forward pass per step)
     guidance_steps: int | None = None  # guide only the first K steps (None = every step)
     guidance_schedule: str = "constant"  # "linear": the scale rises to `guidance` over the steps
+    token_threshold: float = 0.0       # regenerate a token when more than this share of its patch is hole
 
     @classmethod
     def from_model(cls, model, **changes) -> "InpaintSettings":
         s = model.sampler
         return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature,
                            guidance=s.guidance, guidance_steps=s.guidance_steps,
-                           guidance_schedule=s.guidance_schedule), **changes)
+                           guidance_schedule=s.guidance_schedule, token_threshold=s.token_threshold), **changes)
 
     @classmethod
     def from_ui(cls, schedule, steps, sweet_spot, choice_temperature, temperature, guidance, guided_steps, seed,
-                composite, guidance_schedule="constant") -> "InpaintSettings":
+                composite, guidance_schedule="constant", token_threshold=0.0) -> "InpaintSettings":
         """From the page's widgets, where 0 means "off" for the sweet spot and "every step" for the
         guided steps, and an empty number box comes as None."""
         return cls(schedule, int(steps), int(sweet_spot or 0) or None, float(choice_temperature), float(temperature),
                    int(seed or 0), bool(composite), float(guidance or 0), int(guided_steps or 0) or None,
-                   guidance_schedule or "constant")
+                   guidance_schedule or "constant", float(token_threshold or 0))
 
     def sampler(self):
         from .sampling import SamplerConfig
@@ -277,7 +278,8 @@ class InpaintSettings:
                             choice_temperature=float(self.choice_temperature), temperature=float(self.temperature),
                             guidance=float(self.guidance),
                             guidance_steps=int(self.guidance_steps) if self.guidance_steps else None,
-                            guidance_schedule=self.guidance_schedule)
+                            guidance_schedule=self.guidance_schedule,
+                            token_threshold=float(self.token_threshold))
         cfg.validate()
         return cfg
 
@@ -349,6 +351,7 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
                  + (f" on the first {sampler.guidance_steps} step{'s' * (sampler.guidance_steps != 1)}"
                     if sampler.guidance_steps and sampler.guidance_steps < steps_run else "") + ", "
                  if sampler.guidance else "") +
+              (f"token threshold {sampler.token_threshold:g}, " if sampler.token_threshold else "") +
               f"seed {int(settings.seed)}, composite {model.blend if settings.composite else 'off'}; "
               f"took {seconds:.2f} s.")
     return InpaintResult(result, strip, " ".join(notes + [what, detail]), level, seconds=seconds, **base)
@@ -449,9 +452,9 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         return gr.skip() if image is None else editor_value(image)
 
     def on_inpaint(image, editor, schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
-                   guided_steps, seed, composite, guidance_schedule):
+                   guided_steps, seed, composite, guidance_schedule, token_threshold):
         settings = InpaintSettings.from_ui(schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
-                                           guided_steps, seed, composite, guidance_schedule)
+                                           guided_steps, seed, composite, guidance_schedule, token_threshold)
         res = run_inpaint(model, image, editor, settings)
         {"error": gr.Warning, "warning": gr.Warning}.get(res.level, gr.Info)(res.message)
         if res.result is None:
@@ -509,6 +512,10 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
                     guidance_ramp = gr.Dropdown(list(GUIDANCE_SCHEDULES), value=defaults.guidance_schedule,
                                                 label="Guidance schedule: the same scale on every step, or "
                                                       "rising linearly to it", elem_id="guidance-schedule")
+                    token_thr = gr.Slider(0, 0.9375, value=defaults.token_threshold, step=0.0625,
+                                          label="Token threshold: regenerate a token when more than this share "
+                                                "of its pixels is hole (0 = any hole pixel)",
+                                          elem_id="token-threshold")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                     composite = gr.Checkbox(True, label="Composite (keep known pixels)", elem_id="composite")
@@ -528,7 +535,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         generate.click(on_generate, [image_state, kind, mask_seed], editor)
         clear.click(on_clear, image_state, editor)
         run.click(on_inpaint, [image_state, editor, schedule, steps, sweet_spot, choice_t, token_t, guidance,
-                               guided_steps, seed, composite, guidance_ramp],
+                               guided_steps, seed, composite, guidance_ramp, token_thr],
                   [result, strip, status, download], concurrency_limit=1, concurrency_id="inpaint")
     # One request runs at a time, the others wait in a bounded queue; no REST shortcut past it.
     demo.queue(default_concurrency_limit=1, max_size=16, api_open=False)

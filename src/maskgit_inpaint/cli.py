@@ -42,6 +42,9 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
                    help="guide only the first K steps (the rest cost one pass each); default: every step")
     g.add_argument("--guidance-schedule", choices=GUIDANCE_SCHEDULES,
                    help="the guidance scale per step: constant, or linear = rising as w * t / T")
+    g.add_argument("--token-threshold", type=float,
+                   help="regenerate a token when more than this share of its pixels is hole, in [0, 1); "
+                        "0 = any hole pixel (the course lab's rule)")
     add_fill_args(g)
     add_precision_arg(g)
 
@@ -68,7 +71,8 @@ def sampler_overrides(args) -> dict:
                               ("choice_temperature", args.temperature),
                               ("temperature", args.sample_temperature), ("guidance", args.guidance),
                               ("guidance_steps", args.guidance_steps),
-                              ("guidance_schedule", args.guidance_schedule))
+                              ("guidance_schedule", args.guidance_schedule),
+                              ("token_threshold", getattr(args, "token_threshold", None)))
             if v is not None}
 
 
@@ -144,7 +148,8 @@ def cmd_inpaint(args) -> int:
                 save_png(strips[j], out / "steps" / f"{ip.stem}.png")
     dt = time.perf_counter() - t0
     print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
-          f"gamma={sampler.gamma} steps={sampler.steps} stop={sampler.stop} hole fill={model.hole_fill} "
+          f"gamma={sampler.gamma} steps={sampler.steps} stop={sampler.stop} "
+          f"token threshold={sampler.token_threshold:g} hole fill={model.hole_fill} "
           f"{'raw decode' if args.no_composite else 'blend=' + model.blend} "
           f"model={model_dir})")
     return 0
@@ -239,11 +244,13 @@ def cmd_sweep(args) -> int:
     guidances = parse_list(args.guidance, float, "--guidance") if args.guidance else None
     guidance_steps = parse_list(args.guidance_steps, int, "--guidance-steps") if args.guidance_steps else None
     ramps = parse_list(args.guidance_schedule, str, "--guidance-schedule") if args.guidance_schedule else None
+    thresholds = (parse_list(args.token_threshold, float, "--token-threshold")
+                  if args.token_threshold else None)
     seeds = parse_list(args.seeds, int, "--seeds")
     if None in seeds:
         raise CLIError("--seeds: integers only")
     configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances, guidance_steps,
-                            ramps)
+                            ramps, thresholds)
     if not configs:
         raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
     if args.token_cache and Path(args.token_cache).exists() and not Path(args.token_cache).is_dir():
@@ -443,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(default: the model's)")
     q.add_argument("--guidance-schedule", help="comma-separated guidance schedules: constant, linear "
                                                "(default: the model's)")
+    q.add_argument("--token-threshold", help="comma-separated token thresholds: a token is regenerated when "
+                                             "more than this share of its pixels is hole (default: the model's)")
     q.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (FID mean +- std over them)")
     q.add_argument("--limit", type=int, help="use only the first N image/mask pairs")
     q.add_argument("--batch-size", type=int, default=64)

@@ -136,7 +136,7 @@ class TokenCache:
         h = self._base.copy()
         d = asdict(sampler)
         # Fields added later leave the key at their defaults, so earlier entries stay valid.
-        for name, default in (("guidance_steps", None), ("guidance_schedule", "constant")):
+        for name, default in (("guidance_steps", None), ("guidance_schedule", "constant"), ("token_threshold", 0.0)):
             if d.get(name, default) == default:
                 d.pop(name, None)
         h.update(json.dumps([d, seed], sort_keys=True).encode())
@@ -260,25 +260,27 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------- sweep
 def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_temperatures=None, guidances=None,
-                  guidance_steps=None, guidance_schedules=None):
+                  guidance_steps=None, guidance_schedules=None, token_thresholds=None):
     """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
     `None` in sweet_spots means "run all T steps". `temperatures` are choice temperatures,
     `sample_temperatures` those of the token draw, `guidances` context guidance scales,
     `guidance_steps` how many first steps are guided (None = all), `guidance_schedules` how the
-    scale varies over the steps; all default to the base config's."""
+    scale varies over the steps, `token_thresholds` which tokens a hole makes unknown; all default
+    to the base config's."""
     out = []
     temperatures = temperatures or [base.choice_temperature]
     sample_temperatures = sample_temperatures or [base.temperature]
     guidances = guidances or [base.guidance]
     guidance_steps = guidance_steps or [base.guidance_steps]
     guidance_schedules = guidance_schedules or [base.guidance_schedule]
-    for g, t, s, c, st, w, k, ramp in itertools.product(gammas, steps, sweet_spots, temperatures,
-                                                        sample_temperatures, guidances, guidance_steps,
-                                                        guidance_schedules):
+    token_thresholds = token_thresholds or [base.token_threshold]
+    for g, t, s, c, st, w, k, ramp, thr in itertools.product(gammas, steps, sweet_spots, temperatures,
+                                                             sample_temperatures, guidances, guidance_steps,
+                                                             guidance_schedules, token_thresholds):
         if s is not None and s > t:
             continue
         cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c, temperature=st, guidance=w,
-                      guidance_steps=k, guidance_schedule=ramp)
+                      guidance_steps=k, guidance_schedule=ramp, token_threshold=thr)
         cfg.validate()
         out.append(cfg)
     return out
@@ -316,7 +318,8 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
             rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
                          "guidance": cfg.guidance, "guidance_steps": _guided(cfg),
-                         "guidance_schedule": cfg.guidance_schedule, "seed": seed,
+                         "guidance_schedule": cfg.guidance_schedule, "token_threshold": cfg.token_threshold,
+                         "seed": seed,
                          "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
                          "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash,
@@ -324,6 +327,7 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
             write_csv(out_dir / "sweep.csv", rows)  # a sweep stopped part-way keeps its finished runs
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
                 f"t={cfg.temperature} w={cfg.guidance}{_ramp(cfg.guidance_schedule)} k={_guided(cfg)} "
+                f"thr={cfg.token_threshold:g} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image"
                 + (" (tokens from the cache)" if hit else ""))
     summary = summarize(rows)
@@ -349,7 +353,7 @@ def _ramp(schedule) -> str:
 
 def summarize(rows: list[dict]) -> list[dict]:
     keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature", "guidance", "guidance_steps",
-            "guidance_schedule")
+            "guidance_schedule", "token_threshold")
     groups: dict = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -377,13 +381,13 @@ def markdown_table(summary: list[dict], rec: dict) -> str:
              f"composite blend {rec.get('blend', 'paste')}; "
              "FID mean +- std over seeds." + _cached_note(rec.get("runs", [])),
              "",
-             "| gamma | T | stop | choice temp | sample temp | guidance | guided steps | FID raw | FID composite "
-             "| s/image |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| gamma | T | stop | choice temp | sample temp | guidance | guided steps | token threshold | FID raw "
+             "| FID composite | s/image |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         lines.append(f"| {r['gamma']} | {r['steps']} | {r['sweet_spot']} | {r['choice_temperature']:g} | "
                      f"{r['temperature']:g} | {r['guidance']:g}{_ramp(r['guidance_schedule'])} | "
-                     f"{r['guidance_steps']} | "
+                     f"{r['guidance_steps']} | {r.get('token_threshold', 0.0):g} | "
                      f"{r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
                      f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | {r['s_per_image']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -411,7 +415,8 @@ def plot_sweep(summary: list[dict], path: Path, title: str = "") -> Path:
               (f"\nt={r['temperature']:g}" if varies("temperature") else "") +
               (f"\nw={r['guidance']:g}{_ramp(r['guidance_schedule'])}"
                if varies("guidance") or varies("guidance_schedule") else "") +
-              (f"\nguided {r['guidance_steps']}" if varies("guidance_steps") else "")
+              (f"\nguided {r['guidance_steps']}" if varies("guidance_steps") else "") +
+              (f"\nthr={r['token_threshold']:g}" if varies("token_threshold") else "")
               for r in summary]
     x = np.arange(len(summary))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(summary) + 2), 4.2))

@@ -13,12 +13,16 @@ import torch
 import torch.nn.functional as F
 
 
-def pixel_to_token_mask(known: torch.Tensor, latent_size: int, dilate: int = 0) -> torch.Tensor:
+def pixel_to_token_mask(known: torch.Tensor, latent_size: int, dilate: int = 0,
+                        threshold: float = 0.0) -> torch.Tensor:
     """(B, H, W) bool known-pixel mask -> (B, latent_size**2) bool unknown-token mask.
 
-    A token is unknown when any pixel of its patch is a hole (the lab's rule: a token is
-    known only if its whole patch is known). `dilate` grows the unknown region by that many
-    tokens, which hides seams around thin holes.
+    A token is unknown when more than `threshold` of its patch is hole. With 0, any hole pixel
+    makes it unknown (the lab's rule: a token is known only if its whole patch is known). A
+    higher threshold keeps the encoder's token of the hole-filled image where a hole only grazes
+    a patch: those few hole pixels are then drawn from the smooth fill, which on the default
+    model fits better than a regenerated token (see MODEL_CARD). `dilate` grows the unknown
+    region by that many tokens, which hides seams around thin holes.
     """
     if known.dim() == 2:
         known = known[None]
@@ -26,7 +30,13 @@ def pixel_to_token_mask(known: torch.Tensor, latent_size: int, dilate: int = 0) 
     b, _, h, w = hole.shape
     if h % latent_size or w % latent_size:
         raise ValueError(f"mask size {h}x{w} is not a multiple of the latent size {latent_size}")
-    unknown = F.max_pool2d(hole, kernel_size=(h // latent_size, w // latent_size)) > 0
+    if not 0 <= threshold < 1:
+        raise ValueError(f"token threshold must be in [0, 1), got {threshold}")
+    patch = (h // latent_size, w // latent_size)
+    if threshold:
+        unknown = F.avg_pool2d(hole, kernel_size=patch) > threshold + 1e-6
+    else:
+        unknown = F.max_pool2d(hole, kernel_size=patch) > 0
     if dilate:
         unknown = F.max_pool2d(unknown.float(), 2 * dilate + 1, stride=1, padding=dilate) > 0
     return unknown.reshape(b, -1)

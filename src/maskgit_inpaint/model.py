@@ -166,9 +166,11 @@ class MaskGIT(nn.Module):
         computed from the known pixels only, so whatever the input holds there cannot leak
         into the result. The harmonic fill keeps the known tokens closer to those of the full
         image (on the default model's val set, 23 % of them change instead of 46 %), which
-        lowers FID a lot. With `composite`, the known pixels are put back with `blend`
-        (default `self.blend`; see `compositing`). `precision` (default: `self.precision`)
-        is that of the transformer's forward passes; see `resolve_precision`.
+        lowers FID a lot. Which tokens are generated follows `sampler.token_threshold` (see
+        `masks.pixel_to_token_mask`); the others keep the encoder's tokens. With `composite`,
+        the known pixels are put back with `blend` (default `self.blend`; see `compositing`).
+        `precision` (default: `self.precision`) is that of the transformer's forward passes;
+        see `resolve_precision`.
         """
         if self.transformer is None:
             raise ModelDirError("this model directory holds only a tokenizer; inpainting needs a transformer")
@@ -181,7 +183,7 @@ class MaskGIT(nn.Module):
         else:
             x = harmonic_fill(x, known)
         tokens = self.tokenizer.encode(x)
-        unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate)
+        unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate, threshold=sampler.token_threshold)
         res = inpaint_tokens(self.logits_fn(precision), tokens, unknown, sampler, codebook_size=self.codebook_size,
                              seed=seed, return_steps=return_steps)
         out = self.decode(res.tokens, images01, known)

@@ -32,6 +32,8 @@ class SamplerConfig:
     guidance: float = 0.0            # context guidance scale w; 0 = off (see `guided_logits`)
     guidance_steps: int | None = None  # guide only steps 1..k, the rest one pass each (None = every step)
     guidance_schedule: str = "constant"  # "constant": w on every step; "linear": w * t / T, rising to w
+    token_threshold: float = 0.0     # regenerate a token when more than this share of its patch is hole
+    #                                  (0 = any hole pixel, the lab's rule); used by MaskGIT.inpaint
 
     def validate(self) -> None:
         gamma_fn(self.gamma, 0.5)  # raises for an unknown name
@@ -48,6 +50,8 @@ class SamplerConfig:
         if self.guidance_schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(f"guidance_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}, "
                              f"got {self.guidance_schedule!r}")
+        if not 0 <= self.token_threshold < 1:
+            raise ValueError(f"token_threshold must be in [0, 1), got {self.token_threshold}")
 
     def guidance_at(self, t: int) -> float:
         """The guidance scale of step t (1-based): 0 where the step is not guided."""
