@@ -72,7 +72,7 @@ def sampler_overrides(args) -> dict:
                               ("temperature", args.sample_temperature), ("guidance", args.guidance),
                               ("guidance_steps", args.guidance_steps),
                               ("guidance_schedule", args.guidance_schedule),
-                              ("token_threshold", getattr(args, "token_threshold", None)))
+                              ("token_threshold", args.token_threshold))
             if v is not None}
 
 
