@@ -246,6 +246,10 @@ def test_token_threshold_keeps_the_encoded_tokens_of_grazed_patches(tiny):
     enc = tiny.tokenizer.encode(harmonic_fill(tiny.normalize(x), known))
     assert torch.equal(out.tokens[~out.unknown], enc[~out.unknown])
     assert torch.equal(out.images[known[:, None].expand_as(x)], x[known[:, None].expand_as(x)])
+    # the kept tokens come from the fill of the known pixels: what the hole held cannot leak in
+    y = x.clone()
+    y[~known[:, None].expand_as(x)] = torch.rand(int((~known).sum()) * 3)
+    assert torch.equal(tiny.inpaint(y, known, cfg, seed=torch.tensor([1, 2])).images, out.images)
     # a hole below the threshold everywhere: nothing to generate, the fill's tokens are decoded
     dot = torch.ones(1, 64, 64, dtype=torch.bool)
     dot[0, 5, 5] = False
