@@ -32,11 +32,9 @@ def pixel_to_token_mask(known: torch.Tensor, latent_size: int, dilate: int = 0,
         raise ValueError(f"mask size {h}x{w} is not a multiple of the latent size {latent_size}")
     if not 0 <= threshold < 1:
         raise ValueError(f"token threshold must be in [0, 1), got {threshold}")
-    patch = (h // latent_size, w // latent_size)
-    if threshold:
-        unknown = F.avg_pool2d(hole, kernel_size=patch) > threshold + 1e-6
-    else:
-        unknown = F.max_pool2d(hole, kernel_size=patch) > 0
+    # the hole share of each patch; at threshold 0 any hole pixel counts (the eps only absorbs
+    # rounding where a share equals the threshold)
+    unknown = F.avg_pool2d(hole, kernel_size=(h // latent_size, w // latent_size)) > threshold + 1e-6
     if dilate:
         unknown = F.max_pool2d(unknown.float(), 2 * dilate + 1, stride=1, padding=dilate) > 0
     return unknown.reshape(b, -1)
