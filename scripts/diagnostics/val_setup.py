@@ -35,14 +35,14 @@ def sampler_with(base, kv: dict):
     return replace(base, **{k: SAMPLER_KEYS[k](x) for k, x in kv.items()})
 
 
-def raw_decodes(model, names, imgs, known, sampler, **inpaint_kw):
-    """(raw decodes of every val image with seed 0, seconds per image), in batches of 64."""
+def raw_decodes(model, names, imgs, known, sampler, seed=0, **inpaint_kw):
+    """(raw decodes of every val image with `seed`, seconds per image), in batches of 64."""
     from maskgit_inpaint.sampling import seed_for_name
 
     t0 = time.time()
     out = []
     for i in range(0, len(names), 64):
         sl = slice(i, i + 64)
-        seeds = torch.tensor([seed_for_name(0, n) for n in names[sl]])
+        seeds = torch.tensor([seed_for_name(seed, n) for n in names[sl]])
         out.append(model.inpaint(imgs[sl], known[sl], sampler, seed=seeds, composite=False, **inpaint_kw).images)
     return torch.cat(out), (time.time() - t0) / len(names)
