@@ -7,11 +7,11 @@ usage: python scripts/diagnostics/autoguidance.py NAME BAD_MODEL_DIR wa=A [wc=C]
   logits = l + wc * (l - l_free) + wa * (l - l_bad), where l_free is the default model with every
   known token masked too (the shipped context guidance, wc = 0 turns it off) and l_bad the weak
   model, given the context (bad_ctx=1, the default) or not (bad_ctx=0)."""
-import sys, json, torch
+import sys, torch
 import maskgit_inpaint.sampling as sampling
 from maskgit_inpaint.compositing import paste_known
 from maskgit_inpaint.model import load_model
-from val_setup import raw_decodes, sampler_with, val_setup
+from val_setup import raw_decodes, record, sampler_with, val_setup
 
 name, bad_dir, kv = sys.argv[1], sys.argv[2], dict(a.split("=") for a in sys.argv[3:])
 wa, bad_ctx, seed = float(kv.pop("wa")), kv.pop("bad_ctx", "1") == "1", int(kv.pop("seed", 0))
@@ -35,6 +35,4 @@ sampling.guided_logits = guided  # inpaint_tokens calls it by its module-level n
 raw, spi = raw_decodes(model, names, imgs, known, sampler, seed=seed)
 res = {"name": name, "bad": bad_dir, "wa": wa, "wc": wc, "bad_ctx": bad_ctx, "seed": seed, "sampler": str(sampler),
        "s_per_image": round(spi, 3), "raw": fid(raw), "poisson": fid(paste_known(raw, imgs, known, "poisson"))}
-print(json.dumps(res), flush=True)
-with open("out/diag/autoguidance.jsonl", "a") as f:
-    f.write(json.dumps(res) + "\n")
+record("autoguidance.jsonl", res)

@@ -6,44 +6,31 @@ bounded FSQ latent of the hole-filled image (in digit units) and known_share the
 4x4 patch; fully hole tokens are unchanged. The evidence is added after the temperature.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); appends to out/diag/encoder_prior.jsonl.
 usage: python scripts/diagnostics/encoder_prior.py NAME lam=L [sampler key=value ...]"""
-import sys, json, time, torch
+import sys, torch
 import torch.nn.functional as F
 import maskgit_inpaint.sampling as sampling
 from maskgit_inpaint.compositing import paste_known
-from maskgit_inpaint.masks import harmonic_fill
-from maskgit_inpaint.sampling import seed_for_name
-from val_setup import sampler_with, val_setup
+from val_setup import fsq_latents, raw_decodes, record, sampler_with, val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
 lam = float(kv.pop("lam"))
 model, names, imgs, known, fid = val_setup()
 sampler = sampler_with(model.sampler, kv)
-tk, q = model.tokenizer, model.tokenizer.quant
-idx = torch.arange(model.codebook_size)
-code_digits = ((idx[:, None] // q.basis) % q.levels.long()).float() - torch.div(q.levels, 2, rounding_mode="floor")
 orig = sampling.guided_logits
 prior = {}
+
+
+def set_prior(sl):
+    z, code_digits = fsq_latents(model, imgs[sl], known[sl])
+    known_share = F.avg_pool2d(known[sl][:, None].float(), imgs.shape[-1] // model.latent_size).flatten(1)
+    prior["p"] = -lam * known_share[..., None] * ((z[:, :, None] - code_digits) ** 2).sum(-1)
 
 
 def with_prior(logits_fn, cur, unknown, guidance, V):
     return orig(logits_fn, cur, unknown, guidance, V) + sampler.temperature * prior["p"]
 
 
-sampling.guided_logits = with_prior
-t0, out = time.time(), []
-for i in range(0, len(names), 64):
-    sl = slice(i, i + 64)
-    with torch.no_grad():
-        h = tk.quant_conv(tk.encoder(harmonic_fill(model.normalize(imgs[sl]), known[sl])))
-        b, d, s, _ = h.shape
-        z = q._bound(h.permute(0, 2, 3, 1).reshape(b, s * s, d).float())
-        known_share = F.avg_pool2d(known[sl][:, None].float(), 64 // s).reshape(b, -1)
-        prior["p"] = -lam * known_share[..., None] * ((z[:, :, None] - code_digits) ** 2).sum(-1)
-    seeds = torch.tensor([seed_for_name(0, n) for n in names[sl]])
-    out.append(model.inpaint(imgs[sl], known[sl], sampler, seed=seeds, composite=False).images)
-raw, spi = torch.cat(out), (time.time() - t0) / len(names)
-res = {"name": name, "lam": lam, "sampler": str(sampler), "s_per_image": round(spi, 3), "raw": fid(raw),
-       "poisson": fid(paste_known(raw, imgs, known, "poisson"))}
-print(json.dumps(res), flush=True)
-with open("out/diag/encoder_prior.jsonl", "a") as f:
-    f.write(json.dumps(res) + "\n")
+sampling.guided_logits = with_prior  # inpaint_tokens calls it by its module-level name
+raw, spi = raw_decodes(model, names, imgs, known, sampler, on_batch=set_prior)
+record("encoder_prior.jsonl", {"name": name, "lam": lam, "sampler": str(sampler), "s_per_image": round(spi, 3),
+                               "raw": fid(raw), "poisson": fid(paste_known(raw, imgs, known, "poisson"))})

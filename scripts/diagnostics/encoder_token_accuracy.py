@@ -3,32 +3,28 @@ and the two combined (`encoder_prior.py`'s prior at several lam) give the full i
 much of the token's patch is hole: the default model, the first 128 val images with out/val_masks,
 the first sampling step (every generated token still masked), sampling temperature 0.7.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); prints a table.
-usage: python scripts/diagnostics/encoder_token_accuracy.py"""
+usage: PYTHONPATH=scripts/diagnostics python scripts/diagnostics/encoder_token_accuracy.py"""
 import torch
 import torch.nn.functional as F
 from maskgit_inpaint.experiments import load_eval_set
 from maskgit_inpaint.masks import harmonic_fill, pixel_to_token_mask
 from maskgit_inpaint.model import load_model
 from maskgit_inpaint.sampling import guided_logits
+from val_setup import fsq_latents
 
 model, _ = load_model(None, device="cpu")
 _, imgs, known = load_eval_set("../shared/datasets/cat-faces-64/val", "out/val_masks", 64)
 imgs, known = imgs[:128], known[:128]
-tk, q, s = model.tokenizer, model.tokenizer.quant, model.latent_size
-sampler = model.sampler
+s, sampler = model.latent_size, model.sampler
+z, digits = fsq_latents(model, imgs, known)
+dist = ((z[:, :, None] - digits) ** 2).sum(-1)
 with torch.no_grad():
-    h = tk.quant_conv(tk.encoder(harmonic_fill(model.normalize(imgs), known)))
-    b, d = h.shape[:2]
-    z = q._bound(h.permute(0, 2, 3, 1).reshape(b, s * s, d).float())  # digit units, centred
-    tok = q(h)[1]
-    true = tk.encode(model.normalize(imgs))
+    tok = model.tokenizer.encode(harmonic_fill(model.normalize(imgs), known))
+    true = model.tokenizer.encode(model.normalize(imgs))
     unk = pixel_to_token_mask(known, s, threshold=sampler.token_threshold)
-    hole = 1 - F.avg_pool2d(known[:, None].float(), 64 // s).reshape(b, -1)
+    hole = 1 - F.avg_pool2d(known[:, None].float(), 64 // s).flatten(1)
     cur = torch.where(unk, torch.full_like(tok, model.codebook_size), tok)
     logits = guided_logits(model.logits_fn(None), cur, unk, sampler.guidance, model.codebook_size)
-idx = torch.arange(model.codebook_size)
-digits = ((idx[:, None] // q.basis) % q.levels.long()).float() - torch.div(q.levels, 2, rounding_mode="floor")
-dist = ((z[:, :, None] - digits) ** 2).sum(-1)
 print("hole share | tokens | encoder token right | lam: transformer (+ prior) top-1 right, NLL of the true token")
 for lo, hi in ((0.25, 0.5), (0.5, 0.75), (0.75, 0.99), (0.99, 1.01)):
     sel = unk & (hole > lo) & (hole <= hi)

@@ -5,11 +5,11 @@ unknown ones (part=near) or only those farther away (part=far), so l - l_free is
 the context adds.
 Run from the repository root (after `maskgit masks ... --out out/val_masks`); appends to out/diag/local_guidance.jsonl.
 usage: python scripts/diagnostics/local_guidance.py NAME part=near|far r=R [seed=S] [sampler key=value ...]"""
-import sys, json, torch
+import sys, torch
 import torch.nn.functional as F
 import maskgit_inpaint.sampling as sampling
 from maskgit_inpaint.compositing import paste_known
-from val_setup import raw_decodes, sampler_with, val_setup
+from val_setup import raw_decodes, record, sampler_with, val_setup
 
 name, kv = sys.argv[1], dict(a.split("=") for a in sys.argv[2:])
 part, r, seed = kv.pop("part"), int(kv.pop("r")), int(kv.pop("seed", 0))
@@ -33,6 +33,4 @@ sampling.guided_logits = guided  # inpaint_tokens calls it by its module-level n
 raw, spi = raw_decodes(model, names, imgs, known, sampler, seed=seed)
 res = {"name": name, "part": part, "r": r, "seed": seed, "sampler": str(sampler), "s_per_image": round(spi, 3),
        "raw": fid(raw), "poisson": fid(paste_known(raw, imgs, known, "poisson"))}
-print(json.dumps(res), flush=True)
-with open("out/diag/local_guidance.jsonl", "a") as f:
-    f.write(json.dumps(res) + "\n")
+record("local_guidance.jsonl", res)
