@@ -10,8 +10,8 @@ On CPU it also times ours with the transformer in bf16 (`--precision bf16` of th
 --int8, with its linear layers dynamically quantised to int8; each reports the top-1 agreement of
 its logits with fp32 on the masked positions of the same inputs (one forward pass; meaningful
 with trained weights, --model).
-With --model, "ours" also runs that model's own sampler settings (context guidance included:
-twice the transformer's work per step) and splits that time into its stages (hole fill + encode,
+With --model, "ours" also runs that model's own sampler settings (context guidance included,
+against its weak transformer when it has one: twice the transformer's work per step) and splits that time into its stages (hole fill + encode,
 the sampling loop, decode, blend); the speed-ups compare like with like, without guidance.
 Prints one JSON line. Weights are random unless --model is given: speed does not depend on them.
 """
@@ -82,13 +82,15 @@ def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sy
     """ms/image of each stage of `MaskGIT.inpaint` with the smooth hole fill, the same steps in order."""
     totals = dict.fromkeys(("fill_encode", "sampling", "decode", "blend"), 0.0)
     logits_fn = model.logits_fn()
+    weak_fn = model.logits_fn(weak=True) if model.has_weak_transformer else None
     for i in range(0, len(images01), bs):
         x01, k = images01[i:i + bs], known[i:i + bs]
         t0 = time.perf_counter()
         tokens = model.tokenizer.encode(harmonic_fill(model.normalize(x01), k))
         unknown = pixel_to_token_mask(k, model.latent_size, threshold=cfg.token_threshold)
         sync(); t1 = time.perf_counter()
-        res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i)
+        res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i,
+                             weak_logits_fn=weak_fn)
         sync(); t2 = time.perf_counter()
         out = model.decode(res.tokens, x01, k)
         sync(); t3 = time.perf_counter()

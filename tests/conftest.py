@@ -37,6 +37,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def weak_model_dir(tmp_path_factory) -> Path:
+    """The tiny model of `tiny_model_dir` with another tiny transformer as its weak one (shared)."""
+    d = tmp_path_factory.mktemp("weak_model")
+    model = make_tiny_model(0)
+    model.set_weak_transformer(make_tiny_model(1).transformer.state_dict())
+    model.save(d)
+    return d
+
+
 def synthetic_image(rng: np.random.Generator, size: int = 64) -> np.ndarray:
     """A smooth-ish colour image (gradient + a few rectangles), (size, size, 3) uint8."""
     yy, xx = np.mgrid[:size, :size] / max(size - 1, 1)

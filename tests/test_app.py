@@ -111,6 +111,21 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
         model.sampler = saved
 
 
+def test_weak_guidance_reaches_the_sampler_and_needs_a_weak_transformer(model, weak_model_dir, image, tools):
+    known = tools.synthetic_mask(np.random.default_rng(5), 64)
+    weak_model = MaskGIT.from_dir(weak_model_dir, device="cpu")
+    off = run_inpaint(weak_model, image, known, settings(guidance=2.0))
+    on = run_inpaint(weak_model, image, known, settings(guidance=2.0, weak_guidance=True))
+    assert "context guidance 2 against the weak transformer," in on.message
+    assert "weak" not in off.message
+    assert not np.array_equal(off.result, on.result)
+    assert np.array_equal(off.result[known], on.result[known])
+    missing = run_inpaint(model, image, known, settings(guidance=2.0, weak_guidance=True))
+    assert missing.result is None and missing.level == "error" and "weak transformer" in missing.message
+    assert InpaintSettings.from_ui("sqrt", 8, 0, 4.5, 0.7, 3.0, 0, 1, True, "constant", 0.5, True).sampler() \
+        .weak_guidance is True
+
+
 def test_page_widgets_map_to_settings():
     """0 on the page means "run all steps" (sweet spot) and "guide every step" (guided steps)."""
     s = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, None, True)
@@ -232,6 +247,19 @@ def test_app_builds_with_a_queue_of_one(tiny_model_dir):
     sig = inspect.signature(serve)
     assert sig.parameters["host"].default == "127.0.0.1" and sig.parameters["port"].default == 7860
     assert demo.analytics_enabled is False
+
+
+def test_weak_guidance_box_shows_only_for_a_model_with_a_weak_transformer(tiny_model_dir, weak_model_dir):
+    pytest.importorskip("gradio")
+    from maskgit_inpaint.app import build_app
+
+    def box(model_dir):
+        demo = build_app(model_dir, device="cpu")
+        (b,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "weak-guidance"]
+        return b
+
+    assert box(weak_model_dir).visible and not box(tiny_model_dir).visible
+    assert box(tiny_model_dir).value is False
 
 
 # ----------------------------------------------------------------------------- end to end

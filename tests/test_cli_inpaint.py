@@ -254,6 +254,23 @@ def test_token_threshold_changes_the_fill_only(tools, tiny_model_dir, tmp_path, 
         assert np.array_equal(a[stem][known], b[stem][known])
 
 
+def test_weak_guidance_flag_changes_the_fill_only(tools, weak_model_dir, tmp_path, capsys):
+    """--weak-guidance runs the guidance's free pass on the model's weak transformer: another
+    fill, the same known pixels, and the summary line says so; --no-weak-guidance turns it off."""
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:3])
+    assert inpaint(weak_model_dir, img_dir, mask_dir, tmp_path / "off", "--guidance", "2") == 0
+    assert "guidance=2 token" in capsys.readouterr().out
+    assert inpaint(weak_model_dir, img_dir, mask_dir, tmp_path / "on", "--guidance", "2", "--weak-guidance") == 0
+    assert "guidance=2 vs weak token" in capsys.readouterr().out
+    a, b = read_outputs(tmp_path / "off"), read_outputs(tmp_path / "on")
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+    for stem, (rgb, known) in data.items():
+        assert np.array_equal(a[stem][known], b[stem][known])
+    assert inpaint(weak_model_dir, img_dir, mask_dir, tmp_path / "no", "--guidance", "2", "--no-weak-guidance") == 0
+    assert read_outputs(tmp_path / "no").keys() == a.keys()
+    assert all(np.array_equal(a[k], v) for k, v in read_outputs(tmp_path / "no").items())
+
+
 def test_dilate_keeps_composite_exact(tools, tiny_model_dir, tmp_path):
     img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=STEMS[:2])
     assert inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "d0", "--no-composite") == 0
@@ -362,7 +379,8 @@ def test_existing_outputs_survive_a_failed_run(tools, tiny_model_dir, tmp_path, 
 @pytest.mark.parametrize("flags,match", [(["--steps", "0"], "steps"), (["--sweet-spot", "0"], "sweet_spot"),
                                          (["--guidance", "-1"], "guidance"),
                                          (["--guidance-steps", "0"], "guidance_steps"),
-                                         (["--token-threshold", "1"], "token_threshold")])
+                                         (["--token-threshold", "1"], "token_threshold"),
+                                         (["--guidance", "1", "--weak-guidance"], "--no-weak-guidance")])
 def test_bad_sampler_flags(tools, tiny_model_dir, tmp_path, capsys, flags, match):
     img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=STEMS[:1])
     rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "out", *flags)

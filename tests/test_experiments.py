@@ -186,6 +186,29 @@ def test_sweep_over_token_thresholds(tiny_model_dir, eval_set, tmp_path, capsys)
     assert "token_threshold must be in [0, 1), got 1.0" in capsys.readouterr().err
 
 
+def test_sweep_over_weak_guidance(weak_model_dir, tiny_model_dir, eval_set, tmp_path, capsys):
+    """--weak-guidance on,off is a sweep axis, shown in the guidance column; a model without a
+    weak transformer refuses it before any work."""
+    images, masks = eval_set
+    common = ["--images", str(images), "--masks", str(masks), "--gamma", "linear", "--steps", "2", "--guidance", "2",
+              "--seeds", "0", "--device", "cpu"]
+    assert main(["sweep", "--model", str(weak_model_dir), "--out", str(tmp_path / "a"), "--weak-guidance", "off,on",
+                 *common]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "a" / "sweep.csv")))
+    assert [r["weak_guidance"] for r in rows] == ["False", "True"]
+    assert rows[0]["fid_raw"] != rows[1]["fid_raw"]
+    md = (tmp_path / "a" / "sweep.md").read_text()
+    assert "| 2 vs weak |" in md and "| 2 |" in md
+    capsys.readouterr()
+    assert main(["sweep", "--model", str(weak_model_dir), "--out", str(tmp_path / "b"), "--weak-guidance", "maybe",
+                 *common]) == 2
+    assert "--weak-guidance: 'maybe' is not a valid on/off value" in capsys.readouterr().err
+    assert main(["sweep", "--model", str(tiny_model_dir), "--out", str(tmp_path / "c"), "--weak-guidance", "on",
+                 *common]) == 2
+    assert "weak guidance needs a weak transformer" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def test_sweep_rejects_an_unknown_guidance_schedule(tiny_model_dir, eval_set, tmp_path, capsys):
     images, masks = eval_set
     assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
@@ -214,11 +237,30 @@ def test_token_cache_key_separates_guidance_steps_and_keeps_earlier_keys(tiny_mo
     assert cache.key(replace(cfg, guidance_steps=2), 0) != cache.key(replace(cfg, guidance_steps=3), 0)
     assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_schedule="linear"), 0)
     assert cache.key(cfg, 0) != cache.key(replace(cfg, token_threshold=0.25), 0)
+    assert cache.key(cfg, 0) != cache.key(replace(cfg, weak_guidance=True), 0)
     old = {k: v for k, v in asdict(cfg).items() if k not in ("guidance_steps", "guidance_schedule",
-                                                              "token_threshold")}
+                                                              "token_threshold", "weak_guidance")}
     h = cache._base.copy()
     h.update(json.dumps([old, 0], sort_keys=True).encode())
     assert cache.key(cfg, 0) == h.hexdigest()[:32]
+
+
+def test_token_cache_key_depends_on_the_weak_transformer(weak_model_dir, eval_set):
+    """Two models that differ only in their weak transformer sample different tokens under weak
+    guidance: they must not share cache entries."""
+    from dataclasses import replace
+
+    from maskgit_inpaint.experiments import TokenCache, load_eval_set
+    from maskgit_inpaint.model import load_model
+
+    a, _ = load_model(str(weak_model_dir), "cpu")
+    b, _ = load_model(str(weak_model_dir), "cpu")
+    b.set_weak_transformer({k: v + 0.01 for k, v in b.weak_transformer.state_dict().items()})
+    images, masks = eval_set
+    names, images01, known = load_eval_set(str(images), str(masks), a.image_size, None, 0)
+    cfg = replace(a.sampler, guidance=2.0, weak_guidance=True)
+    keys = [TokenCache("unused", m, images01, known, names, 8).key(cfg, 0) for m in (a, b)]
+    assert keys[0] != keys[1]
 
 
 def test_sweep_temperatures_default_to_the_model_config(tiny_model_dir, eval_set, tmp_path):

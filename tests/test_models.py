@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from maskgit_inpaint.checkpoints import WeightsError, load_strict
 from maskgit_inpaint.masks import harmonic_fill, pixel_to_token_mask
@@ -376,6 +377,58 @@ def test_fp16_save_loads_into_fp32(tiny, tmp_path):
     tok = tiny.encode(images(1))
     assert torch.allclose(loaded.transformer(tok), tiny.transformer(tok), atol=1e-2)
     assert model_hash(d) != model_hash(tiny.save(tmp_path / "full"))
+
+
+def test_weak_transformer_round_trips_and_guides(tools, tmp_path):
+    """A model directory may carry a weak transformer; `weak_guidance` runs the guidance's free
+    pass on it, which changes the fill, and nothing else changes."""
+    m = tools.make_tiny_model(0)
+    m.set_weak_transformer(tools.make_tiny_model(1).transformer.state_dict())
+    d = m.save(tmp_path / "m")
+    assert (d / "weak_transformer.safetensors").is_file()
+    loaded = MaskGIT.from_dir(d)
+    assert loaded.has_weak_transformer
+    tok = m.encode(images(1))
+    assert torch.equal(loaded.weak_transformer(tok), m.weak_transformer(tok))
+    x, known = images(2), hole_mask(2)
+    cfg = SamplerConfig(gamma="cosine", steps=4, guidance=2.0)
+    weak_cfg = SamplerConfig(gamma="cosine", steps=4, guidance=2.0, weak_guidance=True)
+    plain = loaded.inpaint(x, known, cfg, seed=1)
+    assert torch.equal(plain.tokens, tools.make_tiny_model(0).inpaint(x, known, cfg, seed=1).tokens)
+    weak = loaded.inpaint(x, known, weak_cfg, seed=1)
+    assert torch.equal(weak.tokens, m.inpaint(x, known, weak_cfg, seed=1).tokens)
+    assert not torch.equal(weak.tokens, plain.tokens)
+    assert torch.equal(weak.tokens[~weak.unknown], plain.tokens[~plain.unknown])
+    # against a copy of itself, weak guidance is the plain context guidance
+    same = tools.make_tiny_model(0)
+    same.set_weak_transformer(same.transformer.state_dict())
+    assert torch.equal(same.inpaint(x, known, weak_cfg, seed=1).tokens, plain.tokens)
+    # the hash tells the two directories apart; re-saving without it drops the stale file
+    assert model_hash(d) != model_hash(tools.make_tiny_model(0).save(tmp_path / "plain"))
+    tools.make_tiny_model(0).save(d)
+    assert not (d / "weak_transformer.safetensors").exists()
+
+
+def test_weak_guidance_without_a_weak_transformer_is_a_clear_error(tools, tmp_path):
+    m = tools.make_tiny_model(0)
+    with pytest.raises(ModelDirError, match="--no-weak-guidance"):
+        m.inpaint(images(1), hole_mask(1), SamplerConfig(guidance=1.0, weak_guidance=True))
+    m.inpaint(images(1), hole_mask(1), SamplerConfig(guidance=0.0, weak_guidance=True))  # unguided: not needed
+    d = m.save(tmp_path / "m")
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    cfg["sampler"] = {"guidance": 2.0, "weak_guidance": True}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ModelDirError, match="weak_guidance is on but .*weak_transformer.safetensors is missing"):
+        MaskGIT.from_dir(d)
+    other = tools.tiny_config()
+    other["transformer"]["layers"] = 1
+    save_file(MaskGIT(other).transformer.state_dict(), str(d / "weak_transformer.safetensors"))
+    with pytest.raises(ModelDirError, match="weak_transformer.safetensors: does not match"):
+        MaskGIT.from_dir(d)
+    tok_only = tools.tiny_config()
+    tok_only["transformer"] = None
+    with pytest.raises(ModelDirError, match="needs a full model"):
+        MaskGIT(tok_only).set_weak_transformer(m.transformer.state_dict())
 
 
 @pytest.mark.parametrize("section,key,value,bad_file", [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -620,3 +621,48 @@ def test_guided_sampling_is_deterministic_and_batch_independent():
     one = inpaint_tokens(FakeLM(), tokens[1:2], unknown[1:2], cfg, codebook_size=K, seed=4).tokens
     assert torch.equal(a, b)
     assert torch.equal(a[1:2], one)
+
+
+# ----------------------------------------------------------------------------- weak guidance
+def test_weak_guidance_runs_the_free_pass_on_the_weak_model():
+    """l + w * (l - l_weak(free)): the model sees the context, the weak model the hole alone."""
+    lm, weak = FakeLM(seed=0), FakeLM(seed=1)
+    tokens, unknown = make_batch((10, 40))
+    cur = torch.where(unknown, torch.full_like(tokens, K), tokens)
+    out = guided_logits(lm, cur, unknown, 2.0, K, weak)
+    (seen,), (free,) = lm.calls, weak.calls  # one pass each, no doubled batch
+    assert torch.equal(seen, cur)
+    assert bool((free[~unknown] == K).all()) and torch.equal(free[unknown], cur[unknown])
+    cond, uncond = lm(cur)[..., :K], weak(free)[..., :K]
+    assert torch.allclose(out, cond + 2.0 * (cond - uncond), atol=1e-5)
+    # a weak model equal to the model is the plain context guidance
+    assert torch.allclose(guided_logits(FakeLM(seed=0), cur, unknown, 2.0, K, FakeLM(seed=0)),
+                          guided_logits(FakeLM(seed=0), cur, unknown, 2.0, K), atol=1e-5)
+
+
+def test_weak_guidance_changes_the_fill_only_when_on_and_guided():
+    cfg = SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0)
+    tokens, unknown = make_batch((10, 40, 64))
+
+    def fill(c, weak):
+        return inpaint_tokens(FakeLM(), tokens, unknown, c, codebook_size=K, seed=3, weak_logits_fn=weak)
+
+    plain = fill(cfg, None).tokens
+    assert torch.equal(fill(cfg, FakeLM(seed=1)).tokens, plain)  # given but not asked for: unused
+    weak = FakeLM(seed=1)
+    on = fill(replace(cfg, weak_guidance=True), weak).tokens
+    assert len(weak.calls) == 6 and not torch.equal(on, plain)
+    assert torch.equal(on[~unknown], tokens[~unknown])
+    # row 2 knows nothing: against a weak model the guidance still acts, so it differs too
+    assert not torch.equal(on[2], plain[2])
+    # without guidance it has nothing to do and needs no weak model
+    off = replace(cfg, guidance=0.0, weak_guidance=True)
+    assert torch.equal(fill(off, None).tokens, fill(replace(cfg, guidance=0.0), None).tokens)
+
+
+def test_weak_guidance_without_a_weak_model_is_an_error():
+    tokens, unknown = make_batch((10,))
+    with pytest.raises(ValueError, match="weak_guidance needs a weak transformer"):
+        inpaint_tokens(FakeLM(), tokens, unknown, SamplerConfig(guidance=1.0, weak_guidance=True), codebook_size=K)
+    with pytest.raises(ValueError, match="weak_guidance must be true or false"):
+        SamplerConfig(weak_guidance="yes").validate()

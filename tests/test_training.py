@@ -870,6 +870,42 @@ def test_export_writes_the_runs_hole_fill_and_blend(tok_run, tmp_path):
     assert (plain.hole_fill, plain.blend) == ("harmonic", "poisson")  # the defaults when a run sets none
 
 
+def test_export_stores_an_earlier_checkpoint_as_the_weak_transformer(resume_runs, tok_run, tmp_path, capsys):
+    run = resume_runs["straight"]
+    early = sorted((run / "checkpoints").glob("epoch*.ckpt"))[0]
+    m = MaskGIT.from_dir(export_run(run, tmp_path / "m", which="last", weak=str(early)))
+    sd = training.load_checkpoint_state(early)["state_dict"]
+    assert m.has_weak_transformer
+    assert all(torch.equal(v, sd[f"transformer.{k}"]) for k, v in m.weak_transformer.state_dict().items())
+    assert not all(torch.equal(v, m.transformer.state_dict()[k]) for k, v in m.weak_transformer.state_dict().items())
+    # a model directory works too (its transformer is taken), through the CLI
+    early_dir = export_run(run, tmp_path / "early", which=str(early))
+    assert main(["export", str(run), "--out", str(tmp_path / "m2"), "--which", "last", "--weak", str(early_dir)]) == 0
+    m2 = MaskGIT.from_dir(tmp_path / "m2")
+    assert all(torch.equal(v, m.weak_transformer.state_dict()[k]) for k, v in m2.weak_transformer.state_dict().items())
+    capsys.readouterr()
+    for argv, match in (([str(run), "--which", "last", "--weak", "last"], "same checkpoint"),
+                        ([str(run), "--weak", str(tmp_path / "nowhere.ckpt")], "not found"),
+                        ([str(tok_run), "--weak", "last"], "tokenizer run")):
+        assert main(["export", *argv, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert match in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_export_turns_weak_guidance_off_without_a_weak_transformer(resume_runs, tmp_path, capsys):
+    """A run warm-started from a model that guides against its weak transformer keeps that
+    sampler; exported without --weak, it still loads and inpaints, with weak guidance off."""
+    run = tmp_path / "run"
+    shutil.copytree(resume_runs["straight"], run)
+    cfg = load_run_config(run)
+    cfg["sampler"] = {"guidance": 2.0, "weak_guidance": True}
+    training.save_run_config(run, cfg)
+    export_run(run, tmp_path / "m", which="last")
+    assert "exported with weak_guidance off" in capsys.readouterr().err
+    m = MaskGIT.from_dir(tmp_path / "m")
+    assert not m.sampler.weak_guidance and m.sampler.guidance == 2.0
+
+
 @pytest.mark.parametrize("command", ["train-tokenizer", "train"])
 def test_init_with_resume_is_refused(command, tmp_path, images32, capsys):
     init = _full_model_dir(tmp_path / "init", seed=6)

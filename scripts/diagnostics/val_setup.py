@@ -26,7 +26,8 @@ def val_setup():
 
 
 SAMPLER_KEYS = {"steps": int, "sweet_spot": int, "temperature": float, "choice_temperature": float, "gamma": str,
-                "guidance": float, "guidance_schedule": str, "token_threshold": float}
+                "guidance": float, "guidance_schedule": str, "token_threshold": float,
+                "weak_guidance": lambda x: x.lower() in ("1", "true", "on")}
 
 
 def sampler_with(base, kv: dict):

@@ -252,22 +252,25 @@ class InpaintSettings:
     guidance_steps: int | None = None  # guide only the first K steps (None = every step)
     guidance_schedule: str = "constant"  # "linear": the scale rises to `guidance` over the steps
     token_threshold: float = 0.0       # regenerate a token when more than this share of its patch is hole
+    weak_guidance: bool = False        # guide against the model's weak transformer (if it has one)
 
     @classmethod
     def from_model(cls, model, **changes) -> "InpaintSettings":
         s = model.sampler
         return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature,
                            guidance=s.guidance, guidance_steps=s.guidance_steps,
-                           guidance_schedule=s.guidance_schedule, token_threshold=s.token_threshold), **changes)
+                           guidance_schedule=s.guidance_schedule, token_threshold=s.token_threshold,
+                           weak_guidance=s.weak_guidance), **changes)
 
     @classmethod
     def from_ui(cls, schedule, steps, sweet_spot, choice_temperature, temperature, guidance, guided_steps, seed,
-                composite, guidance_schedule="constant", token_threshold=0.0) -> "InpaintSettings":
+                composite, guidance_schedule="constant", token_threshold=0.0,
+                weak_guidance=False) -> "InpaintSettings":
         """From the page's widgets, where 0 means "off" for the sweet spot and "every step" for the
         guided steps, and an empty number box comes as None."""
         return cls(schedule, int(steps), int(sweet_spot or 0) or None, float(choice_temperature), float(temperature),
                    int(seed or 0), bool(composite), float(guidance or 0), int(guided_steps or 0) or None,
-                   guidance_schedule or "constant", float(token_threshold or 0))
+                   guidance_schedule or "constant", float(token_threshold or 0), bool(weak_guidance))
 
     def sampler(self):
         from .sampling import SamplerConfig
@@ -279,7 +282,7 @@ class InpaintSettings:
                             guidance=float(self.guidance),
                             guidance_steps=int(self.guidance_steps) if self.guidance_steps else None,
                             guidance_schedule=self.guidance_schedule,
-                            token_threshold=float(self.token_threshold))
+                            token_threshold=float(self.token_threshold), weak_guidance=bool(self.weak_guidance))
         cfg.validate()
         return cfg
 
@@ -322,6 +325,9 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
         sampler = settings.sampler()
     except (ImageInputError, ValueError) as e:
         return InpaintResult(None, None, str(e).rstrip(".") + ".", "error")
+    if sampler.weak_guidance and sampler.guidance and not model.has_weak_transformer:
+        return InpaintResult(None, None, "Weak guidance needs a weak transformer and this model has none: "
+                                         "untick it.", "error")
     notes = [prepared.note] if prepared.note else []
     base = dict(known=known, image=prepared.array, notes=notes)
 
@@ -347,6 +353,7 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
         level, what = "info", f"Inpainted {n_hole} of {known.size} pixels ({100 * n_hole / known.size:.1f}%)."
     detail = (f"{steps_run} step{'s' * (steps_run != 1)} of the {sampler.gamma} schedule (T={sampler.steps}), "
               + (f"context guidance {sampler.guidance:g}"
+                 + (" against the weak transformer" if sampler.weak_guidance else "")
                  + (f" ({sampler.guidance_schedule} ramp)" if sampler.guidance_schedule != "constant" else "")
                  + (f" on the first {sampler.guidance_steps} step{'s' * (sampler.guidance_steps != 1)}"
                     if sampler.guidance_steps and sampler.guidance_steps < steps_run else "") + ", "
@@ -452,9 +459,10 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         return gr.skip() if image is None else editor_value(image)
 
     def on_inpaint(image, editor, schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
-                   guided_steps, seed, composite, guidance_schedule, token_threshold):
+                   guided_steps, seed, composite, guidance_schedule, token_threshold, weak_guidance):
         settings = InpaintSettings.from_ui(schedule, steps, sweet_spot, choice_temperature, temperature, guidance,
-                                           guided_steps, seed, composite, guidance_schedule, token_threshold)
+                                           guided_steps, seed, composite, guidance_schedule, token_threshold,
+                                           weak_guidance)
         res = run_inpaint(model, image, editor, settings)
         {"error": gr.Warning, "warning": gr.Warning}.get(res.level, gr.Info)(res.message)
         if res.result is None:
@@ -516,6 +524,10 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
                                           label="Token threshold: regenerate a token when more than this share "
                                                 "of its pixels is hole (0 = any hole pixel)",
                                           elem_id="token-threshold")
+                    weak = gr.Checkbox(defaults.weak_guidance and model.has_weak_transformer,
+                                       label="Guide against the weak transformer (an earlier checkpoint) instead "
+                                             "of the model itself", visible=model.has_weak_transformer,
+                                       elem_id="weak-guidance")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                     composite = gr.Checkbox(True, label="Composite (keep known pixels)", elem_id="composite")
@@ -535,7 +547,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         generate.click(on_generate, [image_state, kind, mask_seed], editor)
         clear.click(on_clear, image_state, editor)
         run.click(on_inpaint, [image_state, editor, schedule, steps, sweet_spot, choice_t, token_t, guidance,
-                               guided_steps, seed, composite, guidance_ramp, token_thr],
+                               guided_steps, seed, composite, guidance_ramp, token_thr, weak],
                   [result, strip, status, download], concurrency_limit=1, concurrency_id="inpaint")
     # One request runs at a time, the others wait in a bounded queue; no REST shortcut past it.
     demo.queue(default_concurrency_limit=1, max_size=16, api_open=False)

@@ -45,6 +45,9 @@ def add_sampler_args(p: argparse.ArgumentParser, defaults_from_model: bool = Tru
     g.add_argument("--token-threshold", type=float,
                    help="regenerate a token when more than this share of its pixels is hole, in [0, 1); "
                         "0 = any hole pixel (the course lab's rule)")
+    g.add_argument("--weak-guidance", action=argparse.BooleanOptionalAction,
+                   help="run the guidance's free pass on the model's weak transformer (an earlier checkpoint, "
+                        "weak_transformer.safetensors) instead of on the model itself; same cost")
     add_fill_args(g)
     add_precision_arg(g)
 
@@ -72,8 +75,22 @@ def sampler_overrides(args) -> dict:
                               ("temperature", args.sample_temperature), ("guidance", args.guidance),
                               ("guidance_steps", args.guidance_steps),
                               ("guidance_schedule", args.guidance_schedule),
-                              ("token_threshold", args.token_threshold))
+                              ("token_threshold", args.token_threshold),
+                              ("weak_guidance", args.weak_guidance))
             if v is not None}
+
+
+def on_off(text: str) -> bool:
+    """A boolean list item of the sweep: on/off, true/false, yes/no, 1/0."""
+    t = text.strip().lower()
+    if t in ("on", "true", "yes", "1"):
+        return True
+    if t in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"{text!r} is not on or off")
+
+
+on_off.__name__ = "on/off value"  # what parse_list names in its error
 
 
 def sampler_from_args(model, args):
@@ -82,7 +99,7 @@ def sampler_from_args(model, args):
     cfg = replace(model.sampler, **sampler_overrides(args))
     if args.steps is not None and args.sweet_spot is None and cfg.sweet_spot and cfg.sweet_spot > cfg.steps:
         cfg = replace(cfg, sweet_spot=None)
-    cfg.validate()
+    model.check_sampler(cfg)
     return cfg
 
 
@@ -149,6 +166,7 @@ def cmd_inpaint(args) -> int:
     dt = time.perf_counter() - t0
     print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
           f"gamma={sampler.gamma} steps={sampler.steps} stop={sampler.stop} "
+          f"guidance={sampler.guidance:g}{' vs weak' if sampler.weak_guidance and sampler.guidance else ''} "
           f"token threshold={sampler.token_threshold:g} hole fill={model.hole_fill} "
           f"{'raw decode' if args.no_composite else 'blend=' + model.blend} "
           f"model={model_dir})")
@@ -246,13 +264,16 @@ def cmd_sweep(args) -> int:
     ramps = parse_list(args.guidance_schedule, str, "--guidance-schedule") if args.guidance_schedule else None
     thresholds = (parse_list(args.token_threshold, float, "--token-threshold")
                   if args.token_threshold else None)
+    weak = parse_list(args.weak_guidance, on_off, "--weak-guidance") if args.weak_guidance else None
     seeds = parse_list(args.seeds, int, "--seeds")
     if None in seeds:
         raise CLIError("--seeds: integers only")
     configs = sweep_configs(model.sampler, gammas, steps, stops, temps, sample_temps, guidances, guidance_steps,
-                            ramps, thresholds)
+                            ramps, thresholds, weak)
     if not configs:
         raise CLIError("no valid combination: every --sweet-spot is larger than every --steps")
+    for cfg in configs:
+        model.check_sampler(cfg)
     if args.token_cache and Path(args.token_cache).exists() and not Path(args.token_cache).is_dir():
         raise CLIError(f"--token-cache {args.token_cache}: exists and is not a folder")
     names, images01, known = load_eval_set(args.images, args.masks, model.image_size, args.limit, args.hole_value)
@@ -331,7 +352,7 @@ def cmd_export(args) -> int:
 
     from .training import export_run
 
-    export_run(args.run, args.out, which=args.which, dtype=torch.float16 if args.fp16 else None)
+    export_run(args.run, args.out, which=args.which, dtype=torch.float16 if args.fp16 else None, weak=args.weak)
     print(f"wrote model directory {args.out}")
     return 0
 
@@ -409,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="model directory to write")
     q.add_argument("--which", default="best", help="best, last, or a checkpoint path")
     q.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    q.add_argument("--weak", metavar="CHECKPOINT|MODEL_DIR",
+                   help="also store a weak transformer for --weak-guidance: an earlier checkpoint of the run "
+                        "(a path, or best/last) or a model directory with a transformer of the same architecture")
     q.set_defaults(func=cmd_export)
 
     q = sub.add_parser("visualize", help="figures: mask schedules, per-step strip, decoding GIF")
@@ -452,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(default: the model's)")
     q.add_argument("--token-threshold", help="comma-separated token thresholds: a token is regenerated when "
                                              "more than this share of its pixels is hole (default: the model's)")
+    q.add_argument("--weak-guidance", help="comma-separated on/off: guide against the model's weak transformer "
+                                           "(default: the model's)")
     q.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (FID mean +- std over them)")
     q.add_argument("--limit", type=int, help="use only the first N image/mask pairs")
     q.add_argument("--batch-size", type=int, default=64)

@@ -122,6 +122,10 @@ class TokenCache:
         for k, v in sorted(model.transformer.state_dict().items()):
             h.update(k.encode())
             _digest(h, v)
+        if model.weak_transformer is not None:  # hashed only when present: earlier entries stay valid
+            for k, v in sorted(model.weak_transformer.state_dict().items()):
+                h.update(f"weak.{k}".encode())
+                _digest(h, v)
         cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format")}
         if "tokenizer" in cfg:  # a decoder's conditioning branch does not change the tokens either
             cfg["tokenizer"] = {k: v for k, v in cfg["tokenizer"].items() if k not in DECODER_SIDE_CONFIG}
@@ -136,7 +140,8 @@ class TokenCache:
         h = self._base.copy()
         d = asdict(sampler)
         # Fields added later leave the key at their defaults, so earlier entries stay valid.
-        for name, default in (("guidance_steps", None), ("guidance_schedule", "constant"), ("token_threshold", 0.0)):
+        for name, default in (("guidance_steps", None), ("guidance_schedule", "constant"), ("token_threshold", 0.0),
+                              ("weak_guidance", False)):
             if d.get(name, default) == default:
                 d.pop(name, None)
         h.update(json.dumps([d, seed], sort_keys=True).encode())
@@ -260,13 +265,14 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------- sweep
 def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_temperatures=None, guidances=None,
-                  guidance_steps=None, guidance_schedules=None, token_thresholds=None):
+                  guidance_steps=None, guidance_schedules=None, token_thresholds=None, weak_guidances=None):
     """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
     `None` in sweet_spots means "run all T steps". `temperatures` are choice temperatures,
     `sample_temperatures` those of the token draw, `guidances` context guidance scales,
     `guidance_steps` how many first steps are guided (None = all), `guidance_schedules` how the
-    scale varies over the steps, `token_thresholds` which tokens a hole makes unknown; all default
-    to the base config's."""
+    scale varies over the steps, `token_thresholds` which tokens a hole makes unknown,
+    `weak_guidances` whether the guidance runs against the weak transformer; all default to the
+    base config's."""
     out = []
     temperatures = temperatures or [base.choice_temperature]
     sample_temperatures = sample_temperatures or [base.temperature]
@@ -274,13 +280,14 @@ def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_te
     guidance_steps = guidance_steps or [base.guidance_steps]
     guidance_schedules = guidance_schedules or [base.guidance_schedule]
     token_thresholds = token_thresholds or [base.token_threshold]
-    for g, t, s, c, st, w, k, ramp, thr in itertools.product(gammas, steps, sweet_spots, temperatures,
-                                                             sample_temperatures, guidances, guidance_steps,
-                                                             guidance_schedules, token_thresholds):
+    weak_guidances = weak_guidances or [base.weak_guidance]
+    for g, t, s, c, st, w, k, ramp, thr, weak in itertools.product(
+            gammas, steps, sweet_spots, temperatures, sample_temperatures, guidances, guidance_steps,
+            guidance_schedules, token_thresholds, weak_guidances):
         if s is not None and s > t:
             continue
         cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c, temperature=st, guidance=w,
-                      guidance_steps=k, guidance_schedule=ramp, token_threshold=thr)
+                      guidance_steps=k, guidance_schedule=ramp, token_threshold=thr, weak_guidance=weak)
         cfg.validate()
         out.append(cfg)
     return out
@@ -319,14 +326,15 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                          "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
                          "guidance": cfg.guidance, "guidance_steps": _guided(cfg),
                          "guidance_schedule": cfg.guidance_schedule, "token_threshold": cfg.token_threshold,
-                         "seed": seed,
+                         "weak_guidance": cfg.weak_guidance, "seed": seed,
                          "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
                          "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash,
                          "tokens_cached": bool(hit)})
             write_csv(out_dir / "sweep.csv", rows)  # a sweep stopped part-way keeps its finished runs
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
-                f"t={cfg.temperature} w={cfg.guidance}{_ramp(cfg.guidance_schedule)} k={_guided(cfg)} "
+                f"t={cfg.temperature} w={cfg.guidance}{_weak(cfg.weak_guidance)}{_ramp(cfg.guidance_schedule)} "
+                f"k={_guided(cfg)} "
                 f"thr={cfg.token_threshold:g} "
                 f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image"
                 + (" (tokens from the cache)" if hit else ""))
@@ -351,9 +359,14 @@ def _ramp(schedule) -> str:
     return f" ({schedule})" if schedule not in (None, "", "constant") else ""
 
 
+def _weak(weak) -> str:
+    """Weak guidance as a suffix of the scale: "" when off, else " vs weak"."""
+    return " vs weak" if weak else ""
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature", "guidance", "guidance_steps",
-            "guidance_schedule", "token_threshold")
+            "guidance_schedule", "token_threshold", "weak_guidance")
     groups: dict = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -386,7 +399,8 @@ def markdown_table(summary: list[dict], rec: dict) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         lines.append(f"| {r['gamma']} | {r['steps']} | {r['sweet_spot']} | {r['choice_temperature']:g} | "
-                     f"{r['temperature']:g} | {r['guidance']:g}{_ramp(r['guidance_schedule'])} | "
+                     f"{r['temperature']:g} | {r['guidance']:g}{_weak(r.get('weak_guidance'))}"
+                     f"{_ramp(r['guidance_schedule'])} | "
                      f"{r['guidance_steps']} | {r.get('token_threshold', 0.0):g} | "
                      f"{r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
                      f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | {r['s_per_image']:.3f} |")
@@ -413,8 +427,8 @@ def plot_sweep(summary: list[dict], path: Path, title: str = "") -> Path:
     labels = [f"{r['gamma']}\nT={r['steps']} stop={r['sweet_spot']}" +
               (f"\nc={r['choice_temperature']:g}" if varies("choice_temperature") else "") +
               (f"\nt={r['temperature']:g}" if varies("temperature") else "") +
-              (f"\nw={r['guidance']:g}{_ramp(r['guidance_schedule'])}"
-               if varies("guidance") or varies("guidance_schedule") else "") +
+              (f"\nw={r['guidance']:g}{_weak(r.get('weak_guidance'))}{_ramp(r['guidance_schedule'])}"
+               if varies("guidance") or varies("guidance_schedule") or varies("weak_guidance") else "") +
               (f"\nguided {r['guidance_steps']}" if varies("guidance_steps") else "") +
               (f"\nthr={r['token_threshold']:g}" if varies("token_threshold") else "")
               for r in summary]
@@ -489,7 +503,8 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
         row = {"checkpoint": path.name, "epoch": int(meta.get("epoch", -1)) + 1,
                "step": int(meta.get("global_step", -1))}
         if kind == "transformer":
-            sampler = replace(model.sampler, **(sampler_overrides or {}))
+            # a checkpoint has no weak transformer: weak guidance (e.g. kept from an --init model) is off
+            sampler = replace(model.sampler, **({"weak_guidance": False} | (sampler_overrides or {})))
             sampler.validate()
             raw, spi = inpaint_all(model, images01, known, names, sampler, seed, batch_size)
             row["fid_raw"] = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)

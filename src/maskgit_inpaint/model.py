@@ -1,7 +1,8 @@
 """The inpainting pipeline (tokenizer + transformer + sampler) and the model directory.
 
 A model directory holds `config.yaml`, `tokenizer.safetensors` and, for a full model,
-`transformer.safetensors`. Nothing in it is pickled.
+`transformer.safetensors`; optionally `weak_transformer.safetensors`, a weaker transformer of
+the same architecture (an earlier checkpoint) for `sampler.weak_guidance`. Nothing in it is pickled.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .tokenizer import VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
 
 FORMAT = "maskgit-inpaint/1"
+WEAK_FILE = "weak_transformer.safetensors"
 DEFAULT_NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
@@ -99,6 +101,7 @@ class MaskGIT(nn.Module):
                 raise ModelDirError(f"transformer.num_tokens ({tcfg.num_tokens}) differs from the "
                                     f"tokenizer's grid ({self.tokenizer.cfg.num_tokens})")
             self.transformer = MaskTransformer(tcfg)
+        self.weak_transformer = None  # set by `set_weak_transformer` / `from_dir` when the directory has one
         norm = config.get("normalization") or DEFAULT_NORMALIZATION
         self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
@@ -119,6 +122,30 @@ class MaskGIT(nn.Module):
     @property
     def latent_size(self) -> int:
         return self.tokenizer.cfg.latent_size
+
+    @property
+    def has_weak_transformer(self) -> bool:
+        return self.weak_transformer is not None
+
+    def set_weak_transformer(self, state_dict: dict | None, source: str | Path = WEAK_FILE) -> None:
+        """Install (or with None remove) the weak transformer that `sampler.weak_guidance` guides
+        against: same architecture as the main one, trained on the same tokenizer's tokens."""
+        if state_dict is None:
+            self.weak_transformer = None
+            return
+        if self.transformer is None:
+            raise ModelDirError(f"{source}: a weak transformer needs a full model (this one holds only a tokenizer)")
+        weak = MaskTransformer(self.transformer.cfg)
+        load_strict(weak, state_dict, source)
+        self.weak_transformer = weak.to(self.device).eval()
+
+    def check_sampler(self, sampler: SamplerConfig) -> None:
+        """Raise if this model cannot run `sampler`: weak guidance needs a weak transformer."""
+        sampler.validate()
+        if sampler.weak_guidance and sampler.guidance and self.weak_transformer is None:
+            raise ModelDirError(f"weak guidance needs a weak transformer ({WEAK_FILE} in the model directory) "
+                                "and this model has none: turn it off (--no-weak-guidance, or weak_guidance: false in "
+                                "config.yaml) or add one with `maskgit export RUN --weak CHECKPOINT`")
 
     @property
     def device(self) -> torch.device:
@@ -182,30 +209,35 @@ class MaskGIT(nn.Module):
             x = x * known[:, None]  # 0 in normalised space is the mean colour
         else:
             x = harmonic_fill(x, known)
+        self.check_sampler(sampler)
         tokens = self.tokenizer.encode(x)
         unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate, threshold=sampler.token_threshold)
+        weak_fn = self.logits_fn(precision, weak=True) if self.weak_transformer is not None else None
         res = inpaint_tokens(self.logits_fn(precision), tokens, unknown, sampler, codebook_size=self.codebook_size,
-                             seed=seed, return_steps=return_steps)
+                             seed=seed, return_steps=return_steps, weak_logits_fn=weak_fn)
         out = self.decode(res.tokens, images01, known)
         if composite:
             out = paste_known(out, images01, known, blend or self.blend)
         step_images = [self.decode(t, images01, known) for t in res.step_tokens] if return_steps else []
         return InpaintOutput(out, res.tokens, unknown, step_images, res.step_masks)
 
-    def logits_fn(self, precision: str | None = None):
-        """The sampler's view of the transformer: tokens (B, N) -> logits, in `precision`
-        (default `self.precision`). On a CPU a large batch runs in slices of about
+    def logits_fn(self, precision: str | None = None, weak: bool = False):
+        """The sampler's view of the transformer (with `weak`, of the weak one): tokens (B, N) ->
+        logits, in `precision` (default `self.precision`). On a CPU a large batch runs in slices of about
         `CPU_TOKENS_PER_CALL` tokens: the activations then stay in the caches, which is about
         15 % faster on the development machine (64 images with guidance: 128 x 256 tokens), and
         the logits are the same bit for bit, since every sequence is computed on its own."""
         prec = resolve_precision(precision or self.precision, self.device)
+        net = self.weak_transformer if weak else self.transformer
+        if net is None:
+            raise ModelDirError(f"this model has no {'weak ' if weak else ''}transformer")
 
         def logits_fn(cur: torch.Tensor) -> torch.Tensor:
             with transformer_autocast(prec, self.device):
                 if self.device.type != "cpu" or cur.numel() <= CPU_TOKENS_PER_CALL:
-                    return self.transformer(cur)
+                    return net(cur)
                 rows = max(1, CPU_TOKENS_PER_CALL // cur.shape[1])
-                return torch.cat([self.transformer(part) for part in cur.split(rows)])
+                return torch.cat([net(part) for part in cur.split(rows)])
 
         return logits_fn
 
@@ -218,6 +250,10 @@ class MaskGIT(nn.Module):
         save_safetensors(self.tokenizer.state_dict(), out / "tokenizer.safetensors", dtype)
         if self.transformer is not None:
             save_safetensors(self.transformer.state_dict(), out / "transformer.safetensors", dtype)
+        if self.weak_transformer is not None:
+            save_safetensors(self.weak_transformer.state_dict(), out / WEAK_FILE, dtype)
+        elif (out / WEAK_FILE).exists():
+            (out / WEAK_FILE).unlink()  # a stale one from an earlier export would pair with the wrong model
         text = yaml.safe_dump(config, sort_keys=False)
         atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text))
         return out
@@ -249,8 +285,13 @@ class MaskGIT(nn.Module):
             if model.transformer is not None:
                 load_strict(model.transformer, load_safetensors(d / "transformer.safetensors"),
                             d / "transformer.safetensors")
+                if (d / WEAK_FILE).is_file():
+                    model.set_weak_transformer(load_safetensors(d / WEAK_FILE), d / WEAK_FILE)
         except WeightsError as e:
             raise ModelDirError(str(e)) from None
+        if model.sampler.weak_guidance and model.sampler.guidance and model.weak_transformer is None:
+            raise ModelDirError(f"{cfg_path}: sampler.weak_guidance is on but {d / WEAK_FILE} is missing "
+                                "(add it, or set weak_guidance: false)")
         return model.to(device).eval()
 
 

@@ -34,6 +34,7 @@ class SamplerConfig:
     guidance_schedule: str = "constant"  # "constant": w on every step; "linear": w * t / T, rising to w
     token_threshold: float = 0.0     # regenerate a token when more than this share of its patch is hole
     #                                  (0 = any hole pixel, the lab's rule); used by MaskGIT.inpaint
+    weak_guidance: bool = False      # run the guidance's free pass on a weaker transformer (see `guided_logits`)
 
     def validate(self) -> None:
         gamma_fn(self.gamma, 0.5)  # raises for an unknown name
@@ -52,6 +53,8 @@ class SamplerConfig:
                              f"got {self.guidance_schedule!r}")
         if not 0 <= self.token_threshold < 1:
             raise ValueError(f"token_threshold must be in [0, 1), got {self.token_threshold}")
+        if not isinstance(self.weak_guidance, bool):
+            raise ValueError(f"weak_guidance must be true or false, got {self.weak_guidance!r}")
 
     def guidance_at(self, t: int) -> float:
         """The guidance scale of step t (1-based): 0 where the step is not guided."""
@@ -101,19 +104,28 @@ def _ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def guided_logits(logits_fn: Callable[[torch.Tensor], torch.Tensor], cur: torch.Tensor, unknown: torch.Tensor,
-                  guidance: float, codebook_size: int) -> torch.Tensor:
+                  guidance: float, codebook_size: int,
+                  weak_logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Logits over the codebook, (B, N, codebook_size), with context guidance when `guidance` > 0.
 
     Like classifier-free guidance with the known tokens as the condition: the prediction with
     every known token masked as well (what the model guesses from the hole's own tokens alone)
     is the unconditional one, and l + w * (l - l_free) pushes the hole tokens towards what the
     surroundings imply. Both predictions come from one forward pass of a doubled batch.
+
+    With `weak_logits_fn` the free prediction comes from a weaker transformer instead (an
+    earlier checkpoint of the same kind): the guidance then also pushes away from the errors a
+    less trained model makes, as in autoguidance (Karras et al. 2024). The cost is the same.
     """
     if not guidance:
         return logits_fn(cur)[..., :codebook_size].float()
     free = torch.where(unknown, cur, torch.full_like(cur, codebook_size))
-    both = logits_fn(torch.cat([cur, free]))[..., :codebook_size].float()
-    cond, uncond = both.chunk(2)
+    if weak_logits_fn is not None:
+        cond = logits_fn(cur)[..., :codebook_size].float()
+        uncond = weak_logits_fn(free)[..., :codebook_size].float()
+    else:
+        both = logits_fn(torch.cat([cur, free]))[..., :codebook_size].float()
+        cond, uncond = both.chunk(2)
     return cond + guidance * (cond - uncond)
 
 
@@ -127,13 +139,18 @@ def inpaint_tokens(
     codebook_size: int,
     seed: int | torch.Tensor = 0,
     return_steps: bool = False,
+    weak_logits_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SampleResult:
     """Fill the unknown tokens of `tokens` (B, N) where `unknown` (B, N) is True.
 
     `logits_fn(tokens)` returns (B, N, >= codebook_size) logits; index codebook_size is the
-    mask token, which is never produced. Known tokens are never changed.
+    mask token, which is never produced. Known tokens are never changed. `weak_logits_fn`,
+    the same for a weaker transformer, is needed (and used) only with `cfg.weak_guidance` and
+    guidance on.
     """
     cfg.validate()
+    if cfg.weak_guidance and cfg.guidance and weak_logits_fn is None:
+        raise ValueError("weak_guidance needs a weak transformer (weak_logits_fn), and none was given")
     non_monotone = cfg.gamma in NON_MONOTONE
     b, n = tokens.shape
     device = tokens.device
@@ -145,8 +162,10 @@ def inpaint_tokens(
         raise ValueError(f"seed must be an int or a tensor of shape ({b},), got {tuple(seeds.shape)}")
 
     T = cfg.steps
-    # With nothing known anywhere in the batch the free pass would equal the other one: skip it.
-    guided = bool(cfg.guidance) and bool((~unknown).any())
+    # With nothing known anywhere in the batch the free pass would equal the other one: skip it
+    # (not so against a weak transformer, whose pass differs anyway).
+    guided = bool(cfg.guidance) and (cfg.weak_guidance or bool((~unknown).any()))
+    weak = weak_logits_fn if cfg.weak_guidance else None
     # A monotone schedule that reaches 0 before T has nothing left to do after that step.
     last = T if non_monotone else next(t for t in range(1, T + 1) if gamma_fn(cfg.gamma, t / T).item() == 0)
     stop = min(cfg.stop, last)
@@ -162,7 +181,7 @@ def inpaint_tokens(
         # Early steps fix the layout of the hole; later ones mostly follow the tokens already
         # placed, so `guidance_steps` can save the second pass there.
         w = cfg.guidance_at(t) if guided else 0.0
-        logits = guided_logits(logits_fn, cur, unknown, w, codebook_size)
+        logits = guided_logits(logits_fn, cur, unknown, w, codebook_size, weak)
         logp = torch.log_softmax(logits, dim=-1)
         if t == stop and early:
             sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess

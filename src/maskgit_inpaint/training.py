@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -860,11 +861,36 @@ def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: di
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
-               dtype: torch.dtype | None = None) -> Path:
+               dtype: torch.dtype | None = None, weak: str | Path | None = None) -> Path:
     """Write a model directory from a run: tokenizer-only from a tokenizer run, the full model
-    (tokenizer included) from a transformer run."""
+    (tokenizer included) from a transformer run. `weak` adds the weak transformer that
+    `sampler.weak_guidance` guides against: a checkpoint of the run (as `which`: an earlier,
+    less trained one) or a model directory with a transformer of the same architecture."""
+    from .model import MaskGIT
+
     ckpt_path = find_checkpoint(Path(run_dir), which)
     model, kind = model_from_checkpoint(run_dir, ckpt_path)
+    note = ""
+    if weak is not None:
+        if kind != "transformer":
+            raise ValueError(f"--weak: {run_dir} is a tokenizer run; a weak transformer needs a transformer run")
+        if Path(weak).is_dir():
+            source, weak_sd = Path(weak), MaskGIT.from_dir(weak).transformer.state_dict()
+        else:
+            source = find_checkpoint(Path(run_dir), str(weak))
+            if source.resolve() == ckpt_path.resolve():
+                raise ValueError(f"--weak {weak}: the same checkpoint as the exported one ({ckpt_path}); "
+                                 "guiding a model against itself does nothing")
+            sd = load_checkpoint_state(source)["state_dict"]
+            weak_sd = {k[len("transformer."):]: v for k, v in sd.items() if k.startswith("transformer.")}
+        model.set_weak_transformer(weak_sd, source)
+        note = f", weak transformer from {source}"
+    elif model.sampler.weak_guidance:
+        # e.g. a warm start from a model that guides against its own weak transformer
+        model.sampler = replace(model.sampler, weak_guidance=False)
+        model.config = {**model.config, "sampler": {**(model.config.get("sampler") or {}), "weak_guidance": False}}
+        note = (" (its sampler asked for weak guidance, but no --weak transformer was given: "
+                "exported with weak_guidance off)")
     model.save(out_dir, dtype=dtype)
-    print(f"exported {kind} from {ckpt_path} to {out_dir}", file=sys.stderr)
+    print(f"exported {kind} from {ckpt_path} to {out_dir}{note}", file=sys.stderr)
     return Path(out_dir)
