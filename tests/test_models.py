@@ -72,6 +72,22 @@ def test_encode_is_per_image(tiny):
         assert torch.equal(tiny.encode(x[i:i + 1])[0], batch[i])
 
 
+def test_tokenizer_sees_one_image_per_call_on_cpu(tiny, monkeypatch):
+    """A CPU convolution's kernel, and so its last bits, can depend on the batch size (it did on
+    an AVX-512 machine without BF16): inpainting encodes and decodes each image on its own, so an
+    image's result is the same alone or in any batch, on any CPU."""
+    sizes = []
+    enc, dec = tiny.tokenizer.encode, tiny.tokenizer.decode
+    monkeypatch.setattr(tiny.tokenizer, "encode", lambda x: sizes.append(("encode", len(x))) or enc(x))
+    monkeypatch.setattr(tiny.tokenizer, "decode",
+                        lambda idx, cond=None: sizes.append(("decode", len(idx))) or dec(idx, cond))
+    x, known = images(3), hole_mask(3)
+    out = tiny.inpaint(x, known, SamplerConfig(steps=2), seed=torch.tensor([1, 2, 3]), composite=False)
+    assert sizes == [("encode", 1)] * 3 + [("decode", 1)] * 3
+    alone = tiny.inpaint(x[1:2], known[1:2], SamplerConfig(steps=2), seed=torch.tensor([2]), composite=False)
+    assert torch.equal(alone.tokens[0], out.tokens[1]) and torch.equal(alone.images[0], out.images[1])
+
+
 # ----------------------------------------------------------------------------- FSQ
 def test_fsq_tokenizer_shapes_and_consistency(tools):
     torch.manual_seed(0)
