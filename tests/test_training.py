@@ -23,6 +23,7 @@ from maskgit_inpaint import training
 from maskgit_inpaint.cli import main
 from maskgit_inpaint.config import merge, preset
 from maskgit_inpaint.model import MaskGIT
+from maskgit_inpaint.tokenizer import VQGAN
 from maskgit_inpaint.training import (
     TokenizerModule,
     TransformerModule,
@@ -1091,3 +1092,33 @@ def test_conditioned_tokenizer_trains_logs_its_masked_error_and_exports(tmp_path
     known = torch.ones(1, 64, 64, dtype=torch.bool)
     known[:, 20:40, 20:40] = False
     assert not torch.allclose(model.decode(model.encode(x), x, known), model.decode(model.encode(x)))
+
+
+def test_conditioned_decoder_hole_weight_weighs_hole_pixels(tok_images):
+    """cond_hole_weight = w: a weighted L1 mean where each hole pixel counts w times a known one;
+    1 is the plain mean, and an image with nothing known is unaffected by w."""
+    cfg = _t1_config(tok_images, cond_masks=4)
+    cfg["tokenizer"]["dec_cond"] = True
+    x = torch.zeros(2, 3, 8, 8)
+    xr = torch.zeros(2, 3, 8, 8)
+    known = torch.ones(2, 8, 8, dtype=torch.bool)
+    known[0, :4] = False                       # image 0: top half is hole, error 1 there
+    xr[0, :, :4] = 1.0
+    xr[0, :, 4:] = 0.5                         # and 0.5 on its known half
+    xr[1] = 0.25                               # image 1: everything known, error 0.25
+    cond = VQGAN.condition(x, known)
+    plain = (x - xr).abs().mean()
+    for w, want in [(1.0, plain), (3.0, (3 * 32 * 1.0 + 32 * 0.5 + 64 * 0.25) / (3 * 32 + 32 + 64))]:
+        cfg["tokenizer_training"]["cond_hole_weight"] = w
+        module = TokenizerModule(cfg, total_steps=1)
+        assert float(module._rec_loss(x, xr, cond)) == pytest.approx(float(want))
+        assert float(module._rec_loss(x, xr, None)) == pytest.approx(float(plain))
+    empty = VQGAN.condition(x, torch.zeros(2, 8, 8, dtype=torch.bool))
+    assert float(module._rec_loss(x, xr, empty)) == pytest.approx(float(plain))
+
+
+def test_conditioned_decoder_hole_weight_must_be_positive(tmp_path, tok_images):
+    cfg = _t1_config(tok_images, cond_hole_weight=0.0)
+    cfg["tokenizer"]["dec_cond"] = True
+    with pytest.raises(ValueError, match="cond_hole_weight must be positive"):
+        train_tokenizer(cfg, tmp_path / "run", accelerator="cpu")

@@ -42,6 +42,9 @@ TOKENIZER_TRAINING = {
     "cond_empty_prob": 0.1, "cond_masks": 4096,
     # its conditioning branch starts at zero when added to a trained decoder: a higher LR there
     "cond_lr_mult": 1.0,
+    # weight of a hole pixel against a known one in its L1 loss: the known pixels are most of
+    # the image, so an unweighted loss lets the branch trade hole quality for copying them
+    "cond_hole_weight": 1.0,
 }
 TRANSFORMER_TRAINING = {
     "batch_size": 64, "lr": 4.0e-4, "betas": [0.9, 0.95], "weight_decay": 0.05, "warmup_steps": 500,
@@ -211,6 +214,16 @@ class TokenizerModule(L.LightningModule):
             sched.append(torch.optim.lr_scheduler.LambdaLR(opt_d, fn))
         return opts, sched
 
+    def _rec_loss(self, x, xr, cond):
+        """L1 reconstruction loss; with a mask-conditioned decoder and `cond_hole_weight` != 1,
+        a weighted mean in which each hole pixel counts `cond_hole_weight` times a known one."""
+        err = (x - xr).abs()
+        w = self.t["cond_hole_weight"]
+        if cond is None or w == 1.0:
+            return err.mean()
+        weight = 1.0 + (w - 1.0) * (cond[:, -1:] < 0.5).to(err.dtype)
+        return (err * weight).sum() / (weight.sum() * err.shape[1])
+
     def _adaptive_weight(self, rec_loss, g_loss):
         last = self.vqgan.decoder.model[-1].weight
         g1 = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
@@ -223,8 +236,9 @@ class TokenizerModule(L.LightningModule):
         scheds = self.lr_schedulers()
         scheds = scheds if isinstance(scheds, list) else [scheds]
         step = int(self.step_count)
-        xr, idx, q_loss = self.vqgan(x, self._cond(x, train=True))
-        rec = (x - xr).abs().mean()
+        cond = self._cond(x, train=True)
+        xr, idx, q_loss = self.vqgan(x, cond)
+        rec = self._rec_loss(x, xr, cond)
         loss = rec + q_loss
         disc_on = self.disc is not None and step >= self.t["disc_start"]
         gan_on = disc_on and step >= self.t["disc_start"] + self.t["disc_warmup_steps"]
@@ -675,6 +689,8 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     config = copy.deepcopy(config)
     config["kind"] = "tokenizer"
     t = training_config(config, "tokenizer")
+    if not t["cond_hole_weight"] > 0:
+        raise ValueError(f"tokenizer_training.cond_hole_weight must be positive, got {t['cond_hole_weight']}")
     data = {**DATA, **(config.get("data") or {})}
     config["data"] = data
     config["normalization"] = _normalization(config)
