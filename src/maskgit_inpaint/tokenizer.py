@@ -406,6 +406,11 @@ class VQGAN(nn.Module):
         k = known[:, None].to(x.dtype)
         return torch.cat([x * k, k], 1)
 
+    @staticmethod
+    def hole(cond) -> torch.Tensor:
+        """The hole (B,1,H,W) bool of a conditioning input made by `condition`."""
+        return cond[:, -1:] < 0.5
+
     def forward(self, x, cond=None):
         zq, idx, qloss, _ = self.quantize(x)
         return self.decode_latents(zq, cond), idx, qloss

@@ -221,7 +221,7 @@ class TokenizerModule(L.LightningModule):
         w = self.t["cond_hole_weight"]
         if cond is None or w == 1.0:
             return err.mean()
-        weight = 1.0 + (w - 1.0) * (cond[:, -1:] < 0.5).to(err.dtype)
+        weight = 1.0 + (w - 1.0) * VQGAN.hole(cond).to(err.dtype)
         return (err * weight).sum() / (weight.sum() * err.shape[1])
 
     def _adaptive_weight(self, rec_loss, g_loss):
@@ -295,7 +295,7 @@ class TokenizerModule(L.LightningModule):
         cond = self._cond(x, train=False)
         if cond is not None:  # decoding with the known pixels of a fixed mask per image
             xc = self.vqgan.decode(idx, cond)
-            hole = (cond[:, -1:] < 0.5).to(x.dtype)
+            hole = VQGAN.hole(cond).to(x.dtype)
             err = (x - xc).abs().mean(1, keepdim=True)
             self.log_dict({"val/l1_cond": err.mean(),
                            "val/l1_cond_hole": (err * hole).sum() / hole.sum().clamp_min(1)}, sync_dist=True)
