@@ -1122,3 +1122,30 @@ def test_conditioned_decoder_hole_weight_must_be_positive(tmp_path, tok_images):
     cfg["tokenizer"]["dec_cond"] = True
     with pytest.raises(ValueError, match="cond_hole_weight must be positive"):
         train_tokenizer(cfg, tmp_path / "run", accelerator="cpu")
+
+
+def test_cond_only_trains_the_branch_alone_with_the_gan_on(tmp_path, tok_images):
+    """cond_only=true: from a plain model, only the conditioning branch learns (with the GAN on,
+    whose adaptive weight then reads the branch's finest injection); every other weight, and so
+    every token, stays the init model's."""
+    init_cfg = preset("tiny")
+    init_cfg["transformer"] = None
+    torch.manual_seed(4)
+    init = MaskGIT(init_cfg).save(tmp_path / "init")
+    cfg = _t1_config(tok_images, max_steps=2, lr=1e-3, cond_only=True, cond_hole_weight=4.0)
+    cfg["tokenizer"]["dec_cond"] = True
+    run = train_tokenizer(cfg, tmp_path / "run", accelerator="cpu", init=init)
+    assert any(r.get("train/g_loss") not in (None, "") for r in read_metrics(run))
+    state = _ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
+    plain = MaskGIT.from_dir(init, require_transformer=False)
+    for k, v in plain.tokenizer.state_dict().items():
+        assert torch.equal(state["vqgan." + k], v), k
+    assert any(v.any() for k, v in state.items() if k.startswith("vqgan.decoder.inject."))
+    model = MaskGIT.from_dir(export_run(run, tmp_path / "tok", which="last"), require_transformer=False)
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(model.encode(x), plain.encode(x))
+
+
+def test_cond_only_needs_a_conditioned_decoder(tmp_path, tok_images):
+    with pytest.raises(ValueError, match="cond_only=true.*dec_cond=true"):
+        train_tokenizer(_t1_config(tok_images, cond_only=True), tmp_path / "run", accelerator="cpu")

@@ -45,6 +45,9 @@ TOKENIZER_TRAINING = {
     # weight of a hole pixel against a known one in its L1 loss: the known pixels are most of
     # the image, so an unweighted loss lets the branch trade hole quality for copying them
     "cond_hole_weight": 1.0,
+    # train the conditioning branch alone: the encoder, codebook and decoder trunk keep their
+    # weights, so the branch can add to the trunk's decoding of the hole but not retune it
+    "cond_only": False,
 }
 TRANSFORMER_TRAINING = {
     "batch_size": 64, "lr": 4.0e-4, "betas": [0.9, 0.95], "weight_decay": 0.05, "warmup_steps": 500,
@@ -185,13 +188,21 @@ class TokenizerModule(L.LightningModule):
 
     def _frozen_parts(self) -> list[nn.Module]:
         """`freeze_encoder`: only the decoder side learns, so every image keeps its tokens and a
-        transformer trained on them stays valid (decoder fine-tuning, e.g. with the GAN on)."""
+        transformer trained on them stays valid (decoder fine-tuning, e.g. with the GAN on).
+        `cond_only`: everything but the conditioning branch of a mask-conditioned decoder."""
+        if self.t["cond_only"]:
+            dec = self.vqgan.decoder
+            return [m for m in self.vqgan.children() if m is not dec] + [dec.model]
         if not self.t["freeze_encoder"]:
             return []
         parts = [self.vqgan.encoder, self.vqgan.quant_conv]
         if getattr(self.vqgan, "codebook", None) is not None:
             parts.append(self.vqgan.codebook)
         return parts
+
+    @property
+    def _tokens_fixed(self) -> bool:
+        return bool(self.t["freeze_encoder"] or self.t["cond_only"])
 
     def configure_optimizers(self):
         t = self.t
@@ -225,7 +236,10 @@ class TokenizerModule(L.LightningModule):
         return (err * weight).sum() / (weight.sum() * err.shape[1])
 
     def _adaptive_weight(self, rec_loss, g_loss):
-        last = self.vqgan.decoder.model[-1].weight
+        """The GAN weight that balances its gradient against the L1's at the last trained layer
+        (the decoder's output conv; with `cond_only`, the finest injection of the branch)."""
+        dec = self.vqgan.decoder
+        last = dec.inject[-1].weight if self.t["cond_only"] else dec.model[-1].weight
         g1 = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
         g2 = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
         return (g1.norm() / (g2.norm() + 1e-4)).clamp(0, 1e4).detach()
@@ -263,7 +277,7 @@ class TokenizerModule(L.LightningModule):
             scheds[1].step()
             self.log("train/d_loss", d_loss)
         self.usage += torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
-        revive = self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self.t["freeze_encoder"]
+        revive = self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self._tokens_fixed
         if revive and (step + 1) % self.t["revive_every"] == 0:
             self._revive(x)
         self.step_count += 1
@@ -691,6 +705,9 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     t = training_config(config, "tokenizer")
     if not t["cond_hole_weight"] > 0:
         raise ValueError(f"tokenizer_training.cond_hole_weight must be positive, got {t['cond_hole_weight']}")
+    if t["cond_only"] and not config["tokenizer"].get("dec_cond"):
+        raise ValueError("tokenizer_training.cond_only=true trains only a mask-conditioned decoder's branch: "
+                         "set tokenizer.dec_cond=true as well")
     data = {**DATA, **(config.get("data") or {})}
     config["data"] = data
     config["normalization"] = _normalization(config)
