@@ -200,10 +200,6 @@ class TokenizerModule(L.LightningModule):
             parts.append(self.vqgan.codebook)
         return parts
 
-    @property
-    def _tokens_fixed(self) -> bool:
-        return bool(self.t["freeze_encoder"] or self.t["cond_only"])
-
     def configure_optimizers(self):
         t = self.t
         for part in self._frozen_parts():
@@ -277,7 +273,7 @@ class TokenizerModule(L.LightningModule):
             scheds[1].step()
             self.log("train/d_loss", d_loss)
         self.usage += torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
-        revive = self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self._tokens_fixed
+        revive = self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self._frozen_parts()
         if revive and (step + 1) % self.t["revive_every"] == 0:
             self._revive(x)
         self.step_count += 1
