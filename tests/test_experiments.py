@@ -497,6 +497,28 @@ def test_sweep_token_cache_serves_a_decoder_that_gains_conditioning(tiny_model_d
     assert float(cached[0]["fid_composite"]) == pytest.approx(float(fresh[0]["fid_composite"]), abs=1e-3)
 
 
+def test_sweep_decode_known_off_decodes_the_cached_tokens_alone(tiny_model_dir, eval_set, tmp_path):
+    """--decode-known off changes no token (the cache serves it) but keeps the known pixels from the
+    decoder, and the sweep's records say which decode they measured."""
+    images, masks = eval_set
+    cond = _conditioned_copy(tiny_model_dir, tmp_path / "cond")
+
+    def sweep(out, *extra):
+        argv = ["sweep", "--model", str(cond), "--images", str(images), "--masks", str(masks),
+                "--out", str(tmp_path / out), "--gamma", "linear", "--steps", "2", "--seeds", "0",
+                "--device", "cpu", "--token-cache", str(tmp_path / "cache"), *extra]
+        assert main(argv) == 0
+        return list(csv.DictReader(open(tmp_path / out / "sweep.csv")))
+
+    on, off = sweep("on"), sweep("off", "--decode-known", "off")
+    assert [r["tokens_cached"] for r in off] == ["True"]
+    assert (on[0]["decode_known"], off[0]["decode_known"]) == ("True", "False")
+    assert off[0]["fid_raw"] != on[0]["fid_raw"]
+    assert json.loads((tmp_path / "off" / "sweep.json").read_text())["decode_known"] is False
+    assert "given the known pixels: no" in (tmp_path / "off" / "sweep.md").read_text()
+    assert "given the known pixels: yes" in (tmp_path / "on" / "sweep.md").read_text()
+
+
 def test_sweep_token_cache_must_be_a_folder(tiny_model_dir, eval_set, tmp_path, capsys):
     images, masks = eval_set
     (tmp_path / "file").write_text("x")

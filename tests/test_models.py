@@ -657,6 +657,39 @@ def test_conditioned_decoder_round_trips_through_a_model_dir(tmp_path):
     assert torch.equal(back.decode(idx, x, known), model.decode(idx, x, known))
 
 
+def test_decode_known_off_decodes_a_conditioned_decoder_from_the_tokens_alone(tmp_path):
+    """decode_known: false (config.yaml, or load_model's override) keeps the known pixels from the
+    decoder, in plain decodes and in inpainting alike, and survives a save."""
+    model = conditioned_model(seed=3)
+    x, known = images(2), hole_mask(2)
+    cfg = SamplerConfig(steps=3)
+    with_known = model.inpaint(x, known, cfg, seed=4, composite=False)
+    model.config = {**model.config, "decode_known": False}
+    model.save(tmp_path / "m")
+    back = MaskGIT.from_dir(tmp_path / "m")
+    assert back.decode_known is False
+    idx = back.encode(x)
+    assert torch.equal(back.decode(idx, x, known), back.decode(idx))
+    raw = back.inpaint(x, known, cfg, seed=4, composite=False, return_steps=True)
+    assert torch.equal(raw.tokens, with_known.tokens)  # the tokens do not depend on it
+    assert torch.equal(raw.images, back.decode(raw.tokens))
+    assert not torch.allclose(raw.images, with_known.images)
+    assert torch.equal(raw.step_images[-1], raw.images)
+    from maskgit_inpaint.model import load_model
+
+    on, _ = load_model(tmp_path / "m", device="cpu", decode_known=True)
+    assert torch.equal(on.decode(idx, x, known), model.decode(idx, x, known))
+
+
+def test_decode_known_must_be_a_boolean(tmp_path):
+    conditioned_model().save(tmp_path / "m")
+    cfg = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
+    cfg["decode_known"] = "no"
+    (tmp_path / "m" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ModelDirError, match=r"config\.yaml: decode_known must be true or false, got 'no'"):
+        MaskGIT.from_dir(tmp_path / "m")
+
+
 @pytest.mark.parametrize("change, match", [({"dec_cond_width": 0}, "dec_cond_width"),
                                            ({"dec_cond_levels": -1}, "dec_cond_levels")])
 def test_conditioned_decoder_settings_are_checked(tools, change, match):

@@ -849,7 +849,8 @@ def test_train_init_runs_end_to_end_from_the_command_line(tmp_path, images32):
 @pytest.mark.parametrize("command", ["train-tokenizer", "train"])
 def test_init_keeps_the_models_inference_settings_unless_set(command, tmp_path, images32, monkeypatch):
     cfg = preset("tiny")
-    cfg.update(sampler={"gamma": "sqrt", "steps": 6, "temperature": 0.55}, hole_fill="mean", blend="paste")
+    cfg.update(sampler={"gamma": "sqrt", "steps": 6, "temperature": 0.55}, hole_fill="mean", blend="paste",
+               decode_known=False)
     torch.manual_seed(8)
     init = MaskGIT(cfg).save(tmp_path / "init")
     captured = {}
@@ -860,15 +861,17 @@ def test_init_keeps_the_models_inference_settings_unless_set(command, tmp_path, 
     assert captured["sampler"]["gamma"] == "sqrt" and captured["sampler"]["temperature"] == 0.55
     assert captured["sampler"]["steps"] == 5
     assert captured["hole_fill"] == "mean" and captured["blend"] == "poisson"
+    assert captured["decode_known"] is False
 
 
 def test_export_writes_the_runs_hole_fill_and_blend(tok_run, tmp_path):
-    cfg = {**load_run_config(tok_run), "hole_fill": "mean", "blend": "paste"}
+    cfg = {**load_run_config(tok_run), "hole_fill": "mean", "blend": "paste", "decode_known": False}
     model, _ = training.model_from_checkpoint(tok_run, tok_run / "checkpoints" / "last.ckpt", config=cfg)
     out = MaskGIT.from_dir(model.save(tmp_path / "m"), require_transformer=False)
-    assert (out.hole_fill, out.blend) == ("mean", "paste")
+    assert (out.hole_fill, out.blend, out.decode_known) == ("mean", "paste", False)
     plain = MaskGIT.from_dir(export_run(tok_run, tmp_path / "plain", which="last"), require_transformer=False)
-    assert (plain.hole_fill, plain.blend) == ("harmonic", "poisson")  # the defaults when a run sets none
+    # the defaults when a run sets none
+    assert (plain.hole_fill, plain.blend, plain.decode_known) == ("harmonic", "poisson", True)
 
 
 def test_export_stores_an_earlier_checkpoint_as_the_weak_transformer(resume_runs, tok_run, tmp_path, capsys):

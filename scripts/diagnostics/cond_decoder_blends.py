@@ -1,8 +1,8 @@
-"""A mask-conditioned decoder on the tokens the default sampler drew (seed 0, from the sweep's
-token cache, so run `maskgit sweep ... --token-cache out/token_cache` first): FID of its raw
+"""A mask-conditioned decoder on the tokens the default sampler drew (from the sweep's token
+cache, so run `maskgit sweep ... --seeds SEED --token-cache out/token_cache` first): FID of its raw
 decodes, of its composites with each blend, and of the same tokens decoded with nothing known.
 
-    PYTHONPATH=scripts/diagnostics python scripts/diagnostics/cond_decoder_blends.py MODEL_DIR
+    PYTHONPATH=scripts/diagnostics python scripts/diagnostics/cond_decoder_blends.py MODEL_DIR [SEED]
 """
 import sys
 
@@ -15,9 +15,11 @@ from val_setup import val_setup
 
 _, names, imgs, known, fid = val_setup()
 model, _ = load_model(sys.argv[1], device="cpu")
-hit = TokenCache("out/token_cache", model, imgs, known, names, 64).get(model.sampler, 0, len(names))
+seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+hit = TokenCache("out/token_cache", model, imgs, known, names, 64).get(model.sampler, seed, len(names))
 if hit is None:
-    sys.exit("no cached tokens for this model's sampler at seed 0: run the sweep with --token-cache first")
+    sys.exit(f"no cached tokens for this model's sampler at seed {seed}: run the sweep with --token-cache first")
+print("seed", seed, flush=True)
 tokens = hit[0]
 cond = decode_all(model, tokens, 64, imgs, known)
 plain = decode_all(model, tokens, 64)

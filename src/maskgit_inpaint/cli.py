@@ -66,6 +66,16 @@ def add_fill_args(p) -> None:
                    help="how the known pixels go back over the decoded image (composites only): poisson = "
                         "seamless cloning, the decoded hole content meets the known pixels without a seam; "
                         "paste = plain paste; default: the model's config, else poisson")
+    p.add_argument("--decode-known", choices=("on", "off"),
+                   help="for a mask-conditioned decoder (tokenizer.dec_cond): give it the known pixels (on) or "
+                        "decode from the tokens alone (off); default: the model's config (decode_known), else "
+                        "on; other decoders ignore it")
+
+
+def decode_known_arg(args) -> bool | None:
+    """--decode-known as a bool, None when not given (the model's config then decides)."""
+    v = getattr(args, "decode_known", None)
+    return None if v is None else v == "on"
 
 
 def sampler_overrides(args) -> dict:
@@ -139,7 +149,8 @@ def cmd_inpaint(args) -> int:
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend)
+    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend,
+                                  decode_known_arg(args))
     sampler = sampler_from_args(model, args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -169,7 +180,8 @@ def cmd_inpaint(args) -> int:
           f"guidance={sampler.guidance:g}{' vs weak' if sampler.weak_guidance and sampler.guidance else ''} "
           f"token threshold={sampler.token_threshold:g} hole fill={model.hole_fill} "
           f"{'raw decode' if args.no_composite else 'blend=' + model.blend} "
-          f"model={model_dir})")
+          + (f"decode known={'on' if model.decode_known else 'off'} " if model.conditioned_decoder else "")
+          + f"model={model_dir})")
     return 0
 
 
@@ -204,7 +216,8 @@ def cmd_visualize(args) -> int:
     from .model import load_model
     from .visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
 
-    model, _ = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend)
+    model, _ = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend,
+                          decode_known_arg(args))
     sampler = sampler_from_args(model, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +265,8 @@ def cmd_sweep(args) -> int:
     from .experiments import load_eval_set, parse_list, run_sweep, sweep_configs
     from .model import load_model, resolve_device
 
-    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend)
+    model, model_dir = load_model(args.model, args.device, args.precision, args.hole_fill, args.blend,
+                                  decode_known_arg(args))
     gammas = parse_list(args.gamma, str, "--gamma")
     steps = parse_list(args.steps, int, "--steps")
     stops = parse_list(args.sweet_spot, int, "--sweet-spot") if args.sweet_spot else [None]
@@ -295,7 +309,8 @@ def cmd_fid_curve(args) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "fid_curve"
     run_fid_curve(args.run, args.images, args.masks, out, seed=args.seed, sampler_overrides=overrides,
                   limit=args.limit, batch_size=args.batch_size, device=resolve_device(args.device), log=_log,
-                  precision=args.precision, hole_fill=args.hole_fill, blend=args.blend)
+                  precision=args.precision, hole_fill=args.hole_fill, blend=args.blend,
+                  decode_known=decode_known_arg(args))
     print(f"wrote {out / 'fid_curve.csv'}, {out / 'fid_curve.png'}, {out / 'fid_curve.json'}")
     return 0
 

@@ -90,7 +90,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
 
 # How a model inpaints, as opposed to its architecture and training: a run started from a model
 # directory (`--init`) keeps these unless its --config or --set change them.
-INFERENCE_KEYS = ("sampler", "hole_fill", "blend")
+INFERENCE_KEYS = ("sampler", "hole_fill", "blend", "decode_known")
 
 
 def inference_settings(model_dir: str | Path) -> dict:

@@ -126,7 +126,8 @@ class TokenCache:
             for k, v in sorted(model.weak_transformer.state_dict().items()):
                 h.update(f"weak.{k}".encode())
                 _digest(h, v)
-        cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format")}
+        # the sampler is hashed per run; the format and what the decoder is given do not change the tokens
+        cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format", "decode_known")}
         if "tokenizer" in cfg:  # a decoder's conditioning branch does not change the tokens either
             cfg["tokenizer"] = {k: v for k, v in cfg["tokenizer"].items() if k not in DECODER_SIDE_CONFIG}
         h.update(json.dumps([cfg, model.hole_fill, resolve_precision(model.precision, model.device), batch_size,
@@ -330,6 +331,7 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                          "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
                          "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
                          "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash,
+                         "decode_known": _decode_known(model),
                          "tokens_cached": bool(hit)})
             write_csv(out_dir / "sweep.csv", rows)  # a sweep stopped part-way keeps its finished runs
             log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
@@ -340,7 +342,8 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                 + (" (tokens from the cache)" if hit else ""))
     summary = summarize(rows)
     rec = record(model_dir, model.config, list(seeds), images=len(names), precision=precision,
-                 hole_fill=model.hole_fill, blend=model.blend, sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
+                 hole_fill=model.hole_fill, blend=model.blend, decode_known=_decode_known(model),
+                 sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
     write_json(out_dir / "sweep.json", rec)
     (out_dir / "sweep.md").write_text(markdown_table(summary, rec))
     plot_sweep(summary, out_dir / "sweep.png", title=f"{len(names)} images, seeds {list(seeds)}")
@@ -387,12 +390,19 @@ def _cached_note(runs: list[dict]) -> str:
             "their s/image is that of the run that sampled them.") if n else ""
 
 
+def _decode_known(model) -> bool | None:
+    """Whether the decoder saw the known pixels: None for a decoder that takes none."""
+    return model.decode_known if model.conditioned_decoder else None
+
+
 def markdown_table(summary: list[dict], rec: dict) -> str:
     lines = [f"<!-- {rec['command']} -->",
              f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}, "
              f"transformer in {rec.get('precision', 'fp32')}, hole fill {rec.get('hole_fill', 'mean')}, "
-             f"composite blend {rec.get('blend', 'paste')}; "
-             "FID mean +- std over seeds." + _cached_note(rec.get("runs", [])),
+             f"composite blend {rec.get('blend', 'paste')}"
+             + ("" if rec.get("decode_known") is None else
+                f", conditioned decoder given the known pixels: {'yes' if rec['decode_known'] else 'no'}")
+             + "; FID mean +- std over seeds." + _cached_note(rec.get("runs", [])),
              "",
              "| gamma | T | stop | choice temp | sample temp | guidance | guided steps | token threshold | FID raw "
              "| FID composite | s/image |",
@@ -462,7 +472,7 @@ def run_checkpoints(run_dir) -> list[Path]:
 def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, sampler_overrides=None,
                   limit: int | None = None, batch_size: int = 64, device="cpu", inception=None,
                   log=print, precision: str = "auto", hole_fill: str | None = None,
-                  blend: str | None = None) -> dict:
+                  blend: str | None = None, decode_known: bool | None = None) -> dict:
     """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
     transformer run, reconstruction FID for a tokenizer run. Writes fid_curve.{csv,json,png}."""
     from .compositing import check_blend
@@ -500,6 +510,8 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
             model.hole_fill = hole_fill
         if blend:
             model.blend = blend
+        if decode_known is not None:
+            model.decode_known = decode_known
         row = {"checkpoint": path.name, "epoch": int(meta.get("epoch", -1)) + 1,
                "step": int(meta.get("global_step", -1))}
         if kind == "transformer":

@@ -44,6 +44,12 @@ def check_hole_fill(fill: str) -> str:
     return fill
 
 
+def check_decode_known(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"decode_known must be true or false, got {value!r}")
+    return value
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """'auto' is bf16 on a GPU that supports it and fp32 on CPU, where results then match the
     published figures bit for bit; bf16 on CPU is an opt-in speed-up (about 1.6x on AVX-512 BF16)."""
@@ -109,6 +115,8 @@ class MaskGIT(nn.Module):
         self.precision = "auto"  # of the transformer at inference: auto, fp32 or bf16
         self.hole_fill = check_hole_fill(config.get("hole_fill", "harmonic"))
         self.blend = check_blend(config.get("blend", "poisson"))  # how composites put known pixels back
+        # whether a mask-conditioned decoder is given the known pixels (else it decodes from tokens alone)
+        self.decode_known = check_decode_known(config.get("decode_known", True))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -185,10 +193,11 @@ class MaskGIT(nn.Module):
     def decode(self, tokens: torch.Tensor, images01: torch.Tensor | None = None,
                known: torch.Tensor | None = None) -> torch.Tensor:
         """Token grids -> images in [0,1]. A mask-conditioned decoder also takes the known pixels
-        of `images01` (B,3,H,W) where `known` (B,H,W) is True; without them it decodes from the
-        tokens alone. Other decoders ignore them."""
+        of `images01` (B,3,H,W) where `known` (B,H,W) is True; without them, or with
+        `self.decode_known` off, it decodes from the tokens alone (its branch then sees an empty
+        input). Other decoders ignore them."""
         cond = None
-        if self.conditioned_decoder and images01 is not None:
+        if self.conditioned_decoder and self.decode_known and images01 is not None:
             if known is None:
                 raise ValueError("decode: `known` is needed with `images01`")
             cond = self.tokenizer.condition(self.normalize(images01.to(self.device, torch.float32)),
@@ -333,10 +342,10 @@ def has_default_model() -> bool:
 
 def load_model(model_dir: str | Path | None = None, device: str = "auto",
                precision: str = "auto", hole_fill: str | None = None,
-               blend: str | None = None) -> tuple["MaskGIT", Path]:
+               blend: str | None = None, decode_known: bool | None = None) -> tuple["MaskGIT", Path]:
     """A full model for inference and its directory: `model_dir`, else the bundled default.
-    The one loader behind the CLI, the demo and the web app. `hole_fill` and `blend`
-    override the model's config."""
+    The one loader behind the CLI, the demo and the web app. `hole_fill`, `blend` and
+    `decode_known` override the model's config."""
     if model_dir is None:
         if not has_default_model():
             raise ModelDirError("no default model is bundled with this installation; "
@@ -348,6 +357,8 @@ def load_model(model_dir: str | Path | None = None, device: str = "auto",
         model.hole_fill = check_hole_fill(hole_fill)
     if blend is not None:
         model.blend = check_blend(blend)
+    if decode_known is not None:
+        model.decode_known = check_decode_known(decode_known)
     return model, Path(model_dir)
 
 
