@@ -12,7 +12,7 @@ its logits with fp32 on the masked positions of the same inputs (one forward pas
 with trained weights, --model).
 With --model, "ours" also runs that model's own sampler settings (context guidance included,
 against its weak transformer when it has one: twice the transformer's work per step) and splits that time into its stages (hole fill + encode,
-the sampling loop, decode, blend); the speed-ups compare like with like, without guidance.
+the sampling loop, decode, blend), on CPU once more with the transformer in bf16; the speed-ups compare like with like, without guidance.
 Prints one JSON line. Weights are random unless --model is given: speed does not depend on them.
 """
 from __future__ import annotations
@@ -78,11 +78,13 @@ def timed(fn, repeats: int, sync):
 
 
 @torch.no_grad()
-def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sync) -> dict:
-    """ms/image of each stage of `MaskGIT.inpaint` with the smooth hole fill, the same steps in order."""
+def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sync,
+                precision: str | None = None) -> dict:
+    """ms/image of each stage of `MaskGIT.inpaint` with the smooth hole fill, the same steps in order;
+    `precision` is the transformer's (default: the model's)."""
     totals = dict.fromkeys(("fill_encode", "sampling", "decode", "blend"), 0.0)
-    logits_fn = model.logits_fn()
-    weak_fn = model.logits_fn(weak=True) if model.has_weak_transformer else None
+    logits_fn = model.logits_fn(precision)
+    weak_fn = model.logits_fn(precision, weak=True) if model.has_weak_transformer else None
     for i in range(0, len(images01), bs):
         x01, k = images01[i:i + bs], known[i:i + bs]
         t0 = time.perf_counter()
@@ -149,6 +151,11 @@ def main():
         stages = stage_times(model, images, known, own, bs, sync)
         extra.update(model_sampler=str(own), model_sampler_ms_per_image=round(sum(stages.values()), 2),
                      model_sampler_stages_ms_per_image=stages)
+        if not gpu:  # the same with `--precision bf16`, the CLI's faster CPU option
+            model.inpaint(images[:bs], known[:bs], own, precision="bf16")  # warm-up
+            stages = stage_times(model, images, known, own, bs, sync, precision="bf16")
+            extra.update(model_sampler_bf16_ms_per_image=round(sum(stages.values()), 2),
+                         model_sampler_bf16_stages_ms_per_image=stages)
     if not gpu:
         V = model.codebook_size
         x = model.encode(images[:bs])
