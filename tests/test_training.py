@@ -10,6 +10,7 @@ import contextlib
 import copy
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -1152,3 +1153,35 @@ def test_cond_only_trains_the_branch_alone_with_the_gan_on(tmp_path, tok_images)
 def test_cond_only_needs_a_conditioned_decoder(tmp_path, tok_images):
     with pytest.raises(ValueError, match="cond_only=true.*dec_cond=true"):
         train_tokenizer(_t1_config(tok_images, cond_only=True), tmp_path / "run", accelerator="cpu")
+
+
+def test_training_stopped_before_its_first_validation_passes_on_no_lightning_noise(tmp_path, images32, tok_dir,
+                                                                                   capfd):
+    """Both stages stopped by --max-steps mid-epoch: `best` has no val metric yet, which must not
+    give a missing-key warning; Lightning's tips and warnings about its own internals stay out too."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc1 = main(["train-tokenizer", "--data", str(images32), "--out", str(tmp_path / "t"), "--preset", "tiny",
+                    "--max-steps", "2", "--batch-size", "8", "--accelerator", "cpu",
+                    "--set", "tokenizer_training.ckpt_every_steps=1", "--set", "tokenizer_training.disc_start=1"])
+        rc2 = main(["train", "--data", str(images32), "--tokenizer", str(tok_dir), "--out", str(tmp_path / "s"),
+                    "--preset", "tiny", "--max-steps", "2", "--batch-size", "8", "--accelerator", "cpu"])
+        assert not (tmp_path / "s" / "checkpoints" / "best.ckpt").exists()  # never validated
+        rc3 = main(["train", "--resume", "--data", str(images32), "--out", str(tmp_path / "s"),
+                    "--max-steps", "3", "--accelerator", "cpu"])
+        rc4 = main(["train-tokenizer", "--data", str(images32), "--out", str(tmp_path / "t0"), "--preset", "tiny",
+                    "--max-steps", "1", "--batch-size", "8", "--accelerator", "cpu", "--set", "data.val_fraction=0"])
+    assert rc1 == rc2 == rc3 == rc4 == 0
+    text = "\n".join(str(w.message) for w in caught) + "".join(capfd.readouterr())
+    for noise in ("could not find the monitored key", "Detected call of `lr_scheduler.step()`", "Tip:",
+                  "LeafSpec", "manual optimization", "smaller than the logging interval",
+                  "exists and is not empty", "but have no `val_dataloader`"):
+        assert noise not in text, noise
+    assert _ckpt(tmp_path / "s" / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+def test_loss_curve_of_a_run_with_nothing_logged_yet_is_written_without_a_warning(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = training.plot_loss_curve(tmp_path, ("train/l1", "val/l1"))
+    assert Image.open(out).size[0] > 100

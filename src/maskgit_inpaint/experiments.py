@@ -107,7 +107,10 @@ class TokenCache:
     A run's key hashes everything its tokens depend on: the transformer's and the tokenizer's
     weights except the decoder side, the model config, hole fill, precision, batch size, the
     torch version and device type, the images, masks and names, the sampler settings and the seed.
-    Anything else in that list changing gives a new key, so a stale entry is never used."""
+    Anything else in that list changing gives a new key, so a stale entry is never used.
+    The CPU (or GPU) model is not in the key, by choice: a cache folder carried to another machine
+    keeps serving it. Its tokens are valid samples there, but fp32 kernels may round differently
+    across processors, so they need not match a fresh run on that machine token for token."""
 
     def __init__(self, folder, model, images01, known, names, batch_size: int, log=print):
         import hashlib

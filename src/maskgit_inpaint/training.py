@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -270,7 +271,11 @@ class TokenizerModule(L.LightningModule):
                 opts[1].zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)
                 opts[1].step()
-            scheds[1].step()
+                scheds[1].step()
+            else:  # its schedule keeps to the run's step count; torch would warn that it ran before any optimiser step
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+                    scheds[1].step()
             self.log("train/d_loss", d_loss)
         self.usage += torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
         revive = self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self._frozen_parts()
@@ -505,7 +510,10 @@ def plot_loss_curve(run_dir: Path, keys: tuple[str, ...]) -> Path:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.lines:
+        ax.legend()
+    else:  # a run stopped before its first logged step
+        ax.text(0.5, 0.5, f"no {' / '.join(keys)} logged yet", ha="center", va="center", transform=ax.transAxes)
     out = Path(run_dir) / "loss_curve.png"
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
@@ -575,8 +583,9 @@ def _normalization(config: dict) -> dict:
     return norm or NORMALIZATIONS[(config.get("data") or {}).get("normalization", "default")]
 
 
-def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
-    """Checkpoint callbacks from a stage's training settings (`ckpt_every_steps`, `epoch_checkpoints`)."""
+def _checkpoints(run_dir: Path, monitor: str, t: dict, validated: bool) -> list[Callback]:
+    """Checkpoint callbacks from a stage's training settings (`ckpt_every_steps`, `epoch_checkpoints`).
+    `validated`: the run has a val split, so `monitor` is a val metric."""
     ck = run_dir / "checkpoints"
     # one per epoch (kept: `maskgit fid-curve` evaluates each; `epoch_checkpoints: false` turns
     # them off for runs of hundreds of short epochs), plus the best by `monitor`;
@@ -584,8 +593,11 @@ def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
     epochs = [ModelCheckpoint(dirpath=ck, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
                               save_top_k=-1, every_n_epochs=1)] if t["epoch_checkpoints"] else []
     return epochs + [
+        # with a val split, only after a validation: a run stopped mid-epoch (max_steps, time budget)
+        # has no val metric for its last weights, and Lightning would warn that the key is missing
         ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
-                        auto_insert_metric_name=False, enable_version_counter=False),
+                        auto_insert_metric_name=False, enable_version_counter=False,
+                        save_on_train_epoch_end=False if validated else None),
         # frequent `last.ckpt` so a killed run loses little (overwritten in place, never last-v1)
         ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=t["ckpt_every_steps"],
                         enable_version_counter=False),
@@ -619,9 +631,20 @@ def _check_batches(n_items: int, batch_size: int, what: str, data_dir) -> None:
                          f"add images or lower --batch-size")
 
 
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertising tips (e.g. for its cloud logger) from a training command's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
 def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs: int, resume: bool = False,
              **kw) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoTips())
 
     # a resumed run logs to its own CSV folder so the history before the resume is kept
     version = ""
@@ -638,6 +661,29 @@ def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs
                      precision=default_precision(t["precision"]), logger=loggers, callbacks=callbacks,
                      log_every_n_steps=t["log_every"], num_sanity_val_steps=0, enable_model_summary=False,
                      **kw)
+
+
+# Lightning warnings that say nothing a user of these commands can act on
+_QUIET = (
+    # the stage-1 module steps its optimisers by hand; its periodic checkpoints are meant to hold
+    # the weights after the step (the state a resume continues from)
+    "Using ModelCheckpoint with manual optimization",
+    # Lightning's own use of a torch API that newer torch deprecates
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # small datasets: steps are still logged every `log_every` steps, across epochs
+    "The number of training batches .* is smaller than the logging interval",
+    # a run without a val split (`val_fraction: 0`) skips validation by design
+    "You defined a `validation_step` but have no `val_dataloader`",
+)
+
+
+def _fit(trainer: L.Trainer, module, loaders: dict, ckpt: str | None) -> None:
+    """`trainer.fit`, without the Lightning warnings in `_QUIET` (and, when resuming, the one that
+    the run's checkpoint folder is not empty)."""
+    with warnings.catch_warnings():
+        for message in _QUIET + (("Checkpoint directory .* exists and is not empty",) if ckpt else ()):
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(module, **loaders, ckpt_path=ckpt)
 
 
 def _resume_path(run_dir: Path, resume: bool) -> str | None:
@@ -734,14 +780,14 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
                              f"(missing {new[:5]}, unexpected {unexpected[:5]})")
         log.info("tokenizer weights initialised from %s%s", init,
                  " (the decoder's conditioning branch starts at zero)" if missing else "")
-    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
+    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t, validated=bool(val_files))
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
         cbs.append(ReconGrid(run_dir, grid))
     # the module counts its own steps (two optimisers make trainer.global_step count double)
     trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=t["max_epochs"] if t["max_steps"] <= 0 else -1,
                        resume=ckpt is not None, accelerator=accelerator)
-    trainer.fit(module, **loaders, ckpt_path=ckpt)
+    _fit(trainer, module, loaders, ckpt)
     return run_dir
 
 
@@ -822,7 +868,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
 
         load_strict(module.transformer, init_model.transformer.state_dict(), Path(init) / "transformer.safetensors")
         log.info("transformer weights initialised from %s", init)
-    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t)
+    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t, validated=bool(val_files))
     cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
     if t["ema_decay"] > 0:
         from lightning.pytorch.callbacks import EMAWeightAveraging
@@ -832,7 +878,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
                        accumulate_grad_batches=t["accumulate"], gradient_clip_val=t["grad_clip"],
                        resume=ckpt is not None, accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
                        strategy=t["strategy"])
-    trainer.fit(module, **loaders, ckpt_path=ckpt)
+    _fit(trainer, module, loaders, ckpt)
     return run_dir
 
 
