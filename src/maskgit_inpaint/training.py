@@ -583,9 +583,8 @@ def _normalization(config: dict) -> dict:
     return norm or NORMALIZATIONS[(config.get("data") or {}).get("normalization", "default")]
 
 
-def _checkpoints(run_dir: Path, monitor: str, t: dict, validated: bool) -> list[Callback]:
-    """Checkpoint callbacks from a stage's training settings (`ckpt_every_steps`, `epoch_checkpoints`).
-    `validated`: the run has a val split, so `monitor` is a val metric."""
+def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
+    """Checkpoint callbacks from a stage's training settings (`ckpt_every_steps`, `epoch_checkpoints`)."""
     ck = run_dir / "checkpoints"
     # one per epoch (kept: `maskgit fid-curve` evaluates each; `epoch_checkpoints: false` turns
     # them off for runs of hundreds of short epochs), plus the best by `monitor`;
@@ -597,7 +596,7 @@ def _checkpoints(run_dir: Path, monitor: str, t: dict, validated: bool) -> list[
         # has no val metric for its last weights, and Lightning would warn that the key is missing
         ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False,
-                        save_on_train_epoch_end=False if validated else None),
+                        save_on_train_epoch_end=False if monitor.startswith("val/") else None),
         # frequent `last.ckpt` so a killed run loses little (overwritten in place, never last-v1)
         ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=t["ckpt_every_steps"],
                         enable_version_counter=False),
@@ -780,7 +779,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
                              f"(missing {new[:5]}, unexpected {unexpected[:5]})")
         log.info("tokenizer weights initialised from %s%s", init,
                  " (the decoder's conditioning branch starts at zero)" if missing else "")
-    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t, validated=bool(val_files))
+    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
         cbs.append(ReconGrid(run_dir, grid))
@@ -868,7 +867,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
 
         load_strict(module.transformer, init_model.transformer.state_dict(), Path(init) / "transformer.safetensors")
         log.info("transformer weights initialised from %s", init)
-    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t, validated=bool(val_files))
+    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t)
     cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
     if t["ema_decay"] > 0:
         from lightning.pytorch.callbacks import EMAWeightAveraging
