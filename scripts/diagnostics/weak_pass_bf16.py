@@ -1,7 +1,8 @@
 """Any `maskgit` command with only the weak transformer's pass (the free prediction of the
 guidance against the weak transformer) in bf16 and the model's own pass as `--precision` says
-(fp32 on CPU by default). It asks whether the cheaper half of the guidance can run in bf16 on a
-CPU with AVX-512 BF16 without the FID cost of `--precision bf16` (see MODEL_CARD, "Speed").
+(fp32 on CPU by default). It asks whether the guidance's second pass can run in bf16 on a
+CPU with AVX-512 BF16 without the FID cost of `--precision bf16` (see the default model's
+MODEL_CARD.md, "Metrics of the shipped model").
 usage: python scripts/diagnostics/weak_pass_bf16.py sweep --images ... --masks ... --out ...
 Do not pass --token-cache: its key does not know of this change, so it would serve fp32 tokens."""
 import sys
