@@ -543,6 +543,7 @@ def test_resolve_precision():
 
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("mixed", "cpu") == "mixed"
     with pytest.raises(ValueError, match="fp16"):
         resolve_precision("fp16", "cpu")
 
@@ -572,6 +573,25 @@ def test_precision_applies_to_the_transformer_only(tiny, precision, transformer_
     assert out.images.dtype == torch.float32 and (out.tokens[out.unknown] < tiny.codebook_size).all()
     if not transformer_autocast:
         assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.images, ref.images)
+
+
+def test_mixed_precision_runs_only_the_weak_transformers_pass_in_bf16(tools):
+    m = tools.make_tiny_model(0)
+    m.set_weak_transformer(tools.make_tiny_model(1).transformer.state_dict())
+    x, known = images(2), hole_mask(2)
+    seen_t, seen_w = [], []
+    hooks = [_autocast_spy(m.transformer, seen_t), _autocast_spy(m.weak_transformer, seen_w)]
+    try:
+        out = m.inpaint(x, known, SamplerConfig(steps=4, guidance=2.0, weak_guidance=True), seed=1, precision="mixed")
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen_t == [False] * 4 and seen_w == [True] * 4
+    assert (out.tokens[out.unknown] < m.codebook_size).all()
+    # without the weak pass nothing runs in bf16: the tokens are fp32's, bit for bit
+    for cfg in (SamplerConfig(steps=4), SamplerConfig(steps=4, guidance=2.0)):
+        assert torch.equal(m.inpaint(x, known, cfg, seed=1, precision="mixed").tokens,
+                           m.inpaint(x, known, cfg, seed=1, precision="fp32").tokens)
 
 
 def test_model_precision_attribute_is_the_default(tiny):
