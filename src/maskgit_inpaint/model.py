@@ -254,7 +254,7 @@ class MaskGIT(nn.Module):
         15 % faster on the development machine (64 images with guidance: 128 x 256 tokens), and
         the logits are the same bit for bit, since every sequence is computed on its own."""
         prec = resolve_precision(precision or self.precision, self.device)
-        if prec == "mixed":  # the weak pass only steers the draw, and bears rounding better
+        if prec == "mixed":  # the weak pass only steers the draw; its cost in FID: MODEL_CARD, metrics
             prec = "bf16" if weak else "fp32"
         net = self.weak_transformer if weak else self.transformer
         if net is None:
