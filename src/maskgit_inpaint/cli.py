@@ -337,6 +337,10 @@ def _train_config(args, kind: str) -> dict:
         v = getattr(args, name, None)
         if v is not None:
             overrides.append(f"{section}.{key}={v}")
+    if getattr(args, "decoder_only", False):
+        overrides.append(f"{section}.freeze_encoder=true")
+    if getattr(args, "widen_decoder", None):
+        overrides.append(f"{section}.widen_decoder={args.widen_decoder}")
     overrides.append(f"data.train={args.data}")
     if args.val:
         overrides.append(f"data.val={args.val}")
@@ -433,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("train-tokenizer", help="train the VQGAN tokenizer (stage 1) on an image folder")
     _add_train_args(q)
+    q.add_argument("--decoder-only", action="store_true",
+                   help="train only the decoder side: encoder and codes stay frozen, so every image keeps its "
+                        "tokens and a transformer trained on them stays valid")
+    q.add_argument("--widen-decoder", type=int, metavar="K",
+                   help="with --init: a decoder K times as wide that starts as the init model's one")
     q.set_defaults(func=cmd_train_tokenizer)
 
     q = sub.add_parser("train", help="train the transformer (stage 2) on an image folder")

@@ -91,7 +91,7 @@ def decode_all(model, tokens: torch.Tensor, batch_size: int = 64, images01: torc
 
 # Tokenizer weights that only turn tokens into pixels: changing them leaves every sampled token as it is.
 DECODER_SIDE = ("decoder.", "post_quant_conv.")
-DECODER_SIDE_CONFIG = ("dec_cond", "dec_cond_width", "dec_cond_levels")
+DECODER_SIDE_CONFIG = ("dec_in", "dec_stages", "dec_norm_groups", "dec_cond", "dec_cond_width", "dec_cond_levels")
 
 
 def _digest(h, t: torch.Tensor) -> None:

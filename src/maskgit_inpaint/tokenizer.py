@@ -31,6 +31,7 @@ class TokenizerConfig:
     dec_stages: list = field(default_factory=lambda: [
         [512, 3, True, True], [256, 6, False, True], [128, 6, False, False]])
     norm_groups: int = 32
+    dec_norm_groups: int = 0       # the decoder's GroupNorm groups (0 = norm_groups)
     quantizer: str = "vq"          # "vq" (learned codebook, lab-compatible) or "fsq"
     codebook_size: int = 1024      # for fsq: the product of fsq_levels
     beta: float = 0.25             # commitment weight on the encoder term
@@ -74,6 +75,8 @@ class TokenizerConfig:
             raise ValueError(f"the encoder downsamples {downs} times but the decoder upsamples {ups} times")
         if self.dec_cond and self.dec_cond_width < 1:
             raise ValueError(f"tokenizer.dec_cond_width must be positive, got {self.dec_cond_width}")
+        if self.dec_norm_groups < 0:
+            raise ValueError(f"tokenizer.dec_norm_groups must be 0 (= norm_groups) or more, got {self.dec_norm_groups}")
         if self.dec_cond_levels < 0:
             raise ValueError(f"tokenizer.dec_cond_levels must be 0 (every level) or more, got {self.dec_cond_levels}")
         if self.image_size % (2 ** downs):
@@ -214,7 +217,7 @@ class CondEncoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
-        g = cfg.norm_groups
+        g = cfg.dec_norm_groups or cfg.norm_groups
         ch = cfg.dec_in
         layers: list[nn.Module] = [nn.Conv2d(cfg.latent_dim, ch, 3, 1, 1),
                                    ResidualBlock(ch, ch, g), NonLocalBlock(ch, g), ResidualBlock(ch, ch, g)]

@@ -28,6 +28,7 @@ from .config import INFERENCE_KEYS
 from .schedules import gamma as gamma_fn
 from .tokenizer import COND_PARAMS, VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
+from .widen import widen_decoder
 
 log = logging.getLogger("maskgit_inpaint")
 
@@ -49,6 +50,13 @@ TOKENIZER_TRAINING = {
     # train the conditioning branch alone: the encoder, codebook and decoder trunk keep their
     # weights, so the branch can add to the trunk's decoding of the hole but not retune it
     "cond_only": False,
+    # extra losses: MSE beside the L1, and discriminator feature matching (L1 between the
+    # discriminator's features of real and decoded images, pix2pixHD) while the GAN is on
+    "mse_weight": 0.0, "fm_weight": 0.0,
+    # EMA of the decoder side's weights (0 = off): validated, kept in checkpoints, exported
+    "ema_decay": 0.0,
+    # with --init: widen the decoder by this factor, starting as the trained one (see widen.py)
+    "widen_decoder": 1,
 }
 TRANSFORMER_TRAINING = {
     "batch_size": 64, "lr": 4.0e-4, "betas": [0.9, 0.95], "weight_decay": 0.05, "warmup_steps": 500,
@@ -140,8 +148,16 @@ class PatchDiscriminator(nn.Module):
         seq += [nn.Conv2d(ch, 1, 4, 1, 1)]
         self.main = nn.Sequential(*seq)
 
-    def forward(self, x):
-        return self.main(x)
+    def forward(self, x, features: bool = False):
+        """Patch logits; with `features`, (logits, the activations after each LeakyReLU)."""
+        if not features:
+            return self.main(x)
+        feats = []
+        for layer in self.main:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(x)
+        return x, feats
 
 
 class TokenizerModule(L.LightningModule):
@@ -170,6 +186,35 @@ class TokenizerModule(L.LightningModule):
 
             bank = pixel_mask_bank(self.t["cond_masks"], self.vqgan.cfg.image_size)
             self.register_buffer("cond_bank", bank, persistent=False)
+        self.ema = None
+        if self.t["ema_decay"] > 0:
+            self.ema = nn.ModuleDict({"decoder": copy.deepcopy(self.vqgan.decoder),
+                                      "post_quant_conv": copy.deepcopy(self.vqgan.post_quant_conv)})
+            self.ema.requires_grad_(False)
+
+    def _ema_pairs(self):
+        live = [*self.vqgan.decoder.parameters(), *self.vqgan.post_quant_conv.parameters()]
+        avg = [*self.ema["decoder"].parameters(), *self.ema["post_quant_conv"].parameters()]
+        return live, avg
+
+    @torch.no_grad()
+    def reset_ema(self) -> None:
+        """Start the average at the current weights (after loading --init weights)."""
+        if self.ema is not None:
+            for p, e in zip(*self._ema_pairs()):
+                e.copy_(p)
+
+    @torch.no_grad()
+    def _swap_ema(self) -> None:
+        """Validation (and the recon grid) see the averaged decoder; training swaps back."""
+        if self.ema is not None:
+            for p, e in zip(*self._ema_pairs()):
+                tmp = p.data.clone()
+                p.data.copy_(e.data)
+                e.data.copy_(tmp)
+
+    def on_validation_epoch_start(self):
+        self._swap_ema()
 
     def _cond(self, x, train: bool):
         """The conditioning input of a mask-conditioned decoder for the batch `x`: each image gets
@@ -251,18 +296,34 @@ class TokenizerModule(L.LightningModule):
         xr, idx, q_loss = self.vqgan(x, cond)
         rec = self._rec_loss(x, xr, cond)
         loss = rec + q_loss
+        if self.t["mse_weight"] > 0:
+            mse = F.mse_loss(xr.float(), x.float())
+            loss = loss + self.t["mse_weight"] * mse
+            self.log("train/mse", mse)
         disc_on = self.disc is not None and step >= self.t["disc_start"]
         gan_on = disc_on and step >= self.t["disc_start"] + self.t["disc_warmup_steps"]
         if gan_on:
-            g_loss = -self.disc(xr).float().mean()
+            fm = self.t["fm_weight"] > 0
+            logits, f_fake = self.disc(xr, features=True) if fm else (self.disc(xr), None)
+            g_loss = -logits.float().mean()
             w = self._adaptive_weight(rec, g_loss) * self.t["gan_weight"]
             loss = loss + w * g_loss
             self.log("train/g_loss", g_loss, prog_bar=False)
+            if fm:
+                with torch.no_grad():
+                    f_real = self.disc(x, features=True)[1]
+                fm_loss = sum(F.l1_loss(a.float(), b.float()) for a, b in zip(f_fake, f_real)) / len(f_real)
+                loss = loss + self.t["fm_weight"] * fm_loss
+                self.log("train/fm_loss", fm_loss)
         opts[0].zero_grad(set_to_none=True)
         self.manual_backward(loss)
         self.clip_gradients(opts[0], gradient_clip_val=self.t["grad_clip"], gradient_clip_algorithm="norm")
         opts[0].step()
         scheds[0].step()
+        if self.ema is not None:
+            with torch.no_grad():
+                live, avg = self._ema_pairs()
+                torch._foreach_lerp_(avg, live, 1.0 - self.t["ema_decay"])
         if self.disc is not None:
             d_real = self.disc(x.detach())
             d_fake = self.disc(xr.detach())
@@ -322,6 +383,7 @@ class TokenizerModule(L.LightningModule):
         return mean, std
 
     def on_validation_epoch_end(self):
+        self._swap_ema()
         if self._val_idx:
             idx = torch.cat(self._val_idx)
             counts = torch.bincount(idx, minlength=self.vqgan.codebook_size).float()
@@ -740,6 +802,17 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
                     config["tokenizer"][key] = user_tok[key]
         config["normalization"] = init_model.config.get("normalization") or config.get("normalization")
         config["init"] = init_record
+        widen = training_config(config, "tokenizer")["widen_decoder"]
+        if widen != 1:
+            wide = widen_decoder(init_model.tokenizer.float(), widen)
+            if user_tok.get("dec_cond") and not init_model.tokenizer.cfg.dec_cond:
+                raise ValueError("widen_decoder and adding dec_cond are separate steps: add the branch first")
+            init_model.tokenizer = wide
+            config["tokenizer"] = wide.cfg.to_dict()
+            config["tokenizer_training"] = {**config.get("tokenizer_training", {}), "widen_decoder": 1}
+            config["init"]["widened_decoder"] = widen
+    elif training_config(config, "tokenizer")["widen_decoder"] != 1 and not resume:
+        raise ValueError("tokenizer_training.widen_decoder widens a trained decoder: give --init MODEL_DIR")
     ckpt = _resume_path(run_dir, resume)
     config = copy.deepcopy(config)
     config["kind"] = "tokenizer"
@@ -779,6 +852,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
                              f"(missing {new[:5]}, unexpected {unexpected[:5]})")
         log.info("tokenizer weights initialised from %s%s", init,
                  " (the decoder's conditioning branch starts at zero)" if missing else "")
+    module.reset_ema()
     cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
@@ -923,7 +997,10 @@ def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: di
                  "sampler": {}, **{k: config[k] for k in INFERENCE_KEYS if config.get(k) is not None}}
     model = MaskGIT(model_cfg)
     if kind == "tokenizer":
-        model.tokenizer.load_state_dict({k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")})
+        weights = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")}
+        # a run with a decoder EMA exports the averaged decoder side
+        weights.update({k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")})
+        model.tokenizer.load_state_dict(weights)
     elif kind == "transformer":
         tok = tokenizer or MaskGIT.from_dir(config["tokenizer_dir"], require_transformer=False)
         model.tokenizer.load_state_dict(tok.tokenizer.state_dict())

@@ -1,0 +1,124 @@
+"""The wider decoder: function-preserving widening, and its training (decoder only, EMA, losses)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskgit_inpaint.config import merge, preset
+from maskgit_inpaint.model import MaskGIT
+from maskgit_inpaint.tokenizer import VQGAN, TokenizerConfig
+from maskgit_inpaint.training import TokenizerModule, export_run, load_run_config, train_tokenizer
+from maskgit_inpaint.widen import parameter_count, widen_decoder, widened_config
+
+
+def _tokenizer(dec_cond: bool, attn: bool = True, seed: int = 0) -> VQGAN:
+    cfg = TokenizerConfig.from_dict({**preset("tiny")["tokenizer"], "dec_cond": dec_cond, "dec_cond_width": 8})
+    cfg.dec_stages[0][2] = attn  # attention at 32x32, so the widened attention is exercised
+    torch.manual_seed(seed)
+    vq = VQGAN(cfg).eval()
+    with torch.no_grad():  # trained-looking weights: the zero-initialised injections made non-zero
+        for p in vq.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return vq
+
+
+@pytest.mark.parametrize("dec_cond", [False, True])
+@pytest.mark.parametrize("factor", [2, 3])
+def test_widened_decoder_decodes_exactly_as_the_original(dec_cond, factor):
+    vq = _tokenizer(dec_cond)
+    wide = widen_decoder(vq, factor).eval()
+    assert wide.cfg.dec_in == vq.cfg.dec_in * factor
+    assert [s[0] for s in wide.cfg.dec_stages] == [s[0] * factor for s in vq.cfg.dec_stages]
+    assert parameter_count(wide.decoder.model) > 0.8 * factor ** 2 * parameter_count(vq.decoder.model)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    idx = vq.encode(x)
+    assert torch.equal(wide.encode(x), idx)  # encoder and quantiser untouched
+    cond = VQGAN.condition(x, torch.rand(3, 64, 64) > 0.5) if dec_cond else None
+    with torch.no_grad():
+        torch.testing.assert_close(wide.decode(idx, cond), vq.decode(idx, cond), atol=1e-5, rtol=1e-4)
+
+
+def test_widening_is_refused_for_a_fractional_factor():
+    with pytest.raises(ValueError, match="widen_decoder"):
+        widened_config(_tokenizer(False).cfg, 1.5)
+
+
+def _config(data_dir, **tt) -> dict:
+    t = {"batch_size": 8, "max_steps": 3, "precision": "32-true", "ckpt_every_steps": 3, "log_every": 1,
+         "disc_start": 0, "gan_weight": 0.1, "disc_channels": 8, "disc_layers": 1, "warmup_steps": 1}
+    t.update(tt)
+    return merge(preset("tiny"), {"data": {"train": str(data_dir), "val_fraction": 0.12}, "tokenizer_training": t})
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, tools):
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("widen_images")
+    rng = np.random.default_rng(2)
+    for i in range(18):
+        tools.write_png(tools.synthetic_image(rng), root / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory, images):
+    root = tmp_path_factory.mktemp("wide")
+    cfg = preset("tiny")
+    cfg["transformer"] = None
+    torch.manual_seed(1)
+    init = MaskGIT(cfg).save(root / "init")
+    run = train_tokenizer(_config(images, freeze_encoder=True, widen_decoder=2, ema_decay=0.9, fm_weight=0.5,
+                                  mse_weight=1.0), root / "run", accelerator="cpu", init=init)
+    return init, run
+
+
+def test_decoder_only_widened_run_keeps_the_tokens_and_exports_the_ema(wide_run, tmp_path):
+    init, run = wide_run
+    cfg = load_run_config(run)
+    assert cfg["tokenizer"]["dec_in"] == 2 * preset("tiny")["tokenizer"]["dec_in"]
+    assert cfg["init"]["widened_decoder"] == 2
+    sd = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
+    assert ema and all(k.startswith(("decoder.", "post_quant_conv.")) for k in ema)
+    live = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")}
+    assert any(not torch.equal(v, live[k]) for k, v in ema.items())  # the average lags the weights
+    out = export_run(run, tmp_path / "model", which="last")
+    model = MaskGIT.from_dir(out, require_transformer=False)
+    for k, v in model.tokenizer.state_dict().items():
+        assert torch.equal(v, ema.get(k, live[k])), k
+    old = MaskGIT.from_dir(init, require_transformer=False)
+    for k, v in old.tokenizer.state_dict().items():
+        if k.startswith(("encoder.", "quant_conv.", "codebook.")):
+            assert torch.equal(v, model.tokenizer.state_dict()[k]), k
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.equal(model.tokenizer.encode(x), old.tokenizer.encode(x))
+
+
+def test_feature_matching_and_mse_are_logged(wide_run):
+    _, run = wide_run
+    from maskgit_inpaint.training import read_metrics
+
+    rows = read_metrics(run)
+    for key in ("train/fm_loss", "train/mse"):
+        vals = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+        assert vals and all(v > 0 for v in vals), key
+
+
+def test_widen_without_init_is_refused(images, tmp_path):
+    with pytest.raises(ValueError, match="--init"):
+        train_tokenizer(_config(images, widen_decoder=2), tmp_path / "run", accelerator="cpu")
+
+
+def test_ema_starts_at_the_weights_and_follows_them():
+    cfg = merge(preset("tiny"), {"tokenizer_training": {"ema_decay": 0.5}})
+    m = TokenizerModule(cfg)
+    with torch.no_grad():
+        for p in m.vqgan.decoder.parameters():
+            p.add_(1.0)
+    m.reset_ema()
+    live, avg = m._ema_pairs()
+    assert all(torch.equal(a, b) for a, b in zip(live, avg))
+    m._swap_ema()  # swapping twice is the identity
+    m._swap_ema()
+    assert all(torch.equal(a, b) for a, b in zip(live, avg))
