@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from maskgit_inpaint.cli import main
 
@@ -162,15 +162,21 @@ def test_hole_value_255(tools, tiny_model_dir, tmp_path):
     assert not all(np.array_equal(a[k], c[k]) for k in a)
 
 
-def test_non_64_image_is_resized_with_a_warning(tools, tiny_model_dir, tmp_path, capsys):
-    img_dir, mask_dir, _ = make_inputs(tools, tmp_path, stems=["big"], size=80)
+def test_non_64_image_keeps_its_size_and_every_pixel_outside_the_hole(tools, tiny_model_dir, tmp_path, capsys):
+    img_dir, mask_dir, data = make_inputs(tools, tmp_path, stems=["big"], size=80)
     out = tmp_path / "out"
     rc = inpaint(tiny_model_dir, img_dir, mask_dir, out)
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     assert "warning" in cap.err and "big.png" in cap.err and "80x80" in cap.err
     with Image.open(out / "big.png") as im:
-        assert im.size == (64, 64) and im.mode == "RGB"
+        assert im.size == (80, 80) and im.mode == "RGB"
+        result = np.asarray(im)
+    rgb, known = data["big"]
+    hole = ~known
+    far = ~np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(9))).astype(bool)
+    assert np.array_equal(result[far], rgb[far])  # outside the grown hole: the original pixels
+    assert not np.array_equal(result[hole], rgb[hole])
     rc = inpaint(tiny_model_dir, img_dir, mask_dir, tmp_path / "strict", "--strict-size")
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1

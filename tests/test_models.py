@@ -598,10 +598,10 @@ def test_model_precision_attribute_is_the_default(tiny):
     seen = []
     h = _autocast_spy(tiny.transformer, seen)
     try:
-        tiny.precision = "bf16"
+        tiny.settings = tiny.settings.override(precision="bf16")
         tiny.inpaint(images(1), hole_mask(1), SamplerConfig(steps=2), seed=0)
     finally:
-        tiny.precision = "auto"
+        tiny.settings = tiny.settings.override(precision="auto")
         h.remove()
     assert seen == [True, True]
 

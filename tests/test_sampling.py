@@ -126,7 +126,7 @@ def test_known_kept_all_revealed_no_mask_token(schedule, steps):
 @pytest.mark.parametrize("schedule", ALL)
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
 def test_mask_token_never_emitted_even_when_its_logit_is_huge(schedule, temperature):
-    cfg = SamplerConfig(gamma=schedule, steps=6, temperature=temperature)
+    cfg = SamplerConfig(gamma=schedule, steps=6, token_temperature=temperature)
     tokens, unknown, res, _ = run(cfg, lm=MaskLovingLM(), return_steps=True)
     assert (res.tokens < K).all()
     assert all((st < K).all() for st in res.step_tokens)
@@ -301,7 +301,7 @@ def test_sine_linear_remasks_only_generated_tokens(steps):
 # ----------------------------------------------------------------------------- temperatures
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "sine_linear"])
 def test_temperature_zero_takes_the_argmax_of_each_step(schedule):
-    cfg = SamplerConfig(gamma=schedule, steps=8, temperature=0.0)
+    cfg = SamplerConfig(gamma=schedule, steps=8, token_temperature=0.0)
     tokens, unknown, res, lm = run(cfg, return_steps=True)
     prev = unknown
     for t, m in enumerate(res.step_masks):
@@ -315,7 +315,7 @@ def test_temperature_zero_takes_the_argmax_of_each_step(schedule):
 
 def test_temperature_zero_context_free_gives_argmax_for_any_seed():
     lm = FakeLM(context=False)
-    cfg = SamplerConfig(gamma="cosine", steps=8, temperature=0.0)
+    cfg = SamplerConfig(gamma="cosine", steps=8, token_temperature=0.0)
     tokens, unknown = make_batch((30, 64))
     # a still-masked position always holds the mask token, so its prediction never changes
     best = lm(torch.where(unknown, torch.full_like(tokens, K), tokens))[..., :K].argmax(-1)
@@ -347,7 +347,7 @@ def test_sampling_follows_the_distribution():
 def test_validation_errors():
     tokens, unknown = make_batch((5,))
     for cfg in (SamplerConfig(gamma="nope"), SamplerConfig(steps=0), SamplerConfig(sweet_spot=0),
-                SamplerConfig(temperature=-1.0), SamplerConfig(choice_temperature=-0.5),
+                SamplerConfig(token_temperature=-1.0), SamplerConfig(choice_temperature=-0.5),
                 SamplerConfig(guidance=-1.0), SamplerConfig(guidance=float("nan"))):
         with pytest.raises(ValueError):
             inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K)
@@ -514,12 +514,12 @@ def test_guided_logits_formula_and_the_free_pass_masks_every_known_token():
 
 
 def test_guidance_zero_is_the_plain_sampler_and_guidance_changes_the_fill():
-    base = SamplerConfig(gamma="cosine", steps=6, temperature=0.0)
+    base = SamplerConfig(gamma="cosine", steps=6, token_temperature=0.0)
     tokens, unknown, plain, lm = run(base)
     assert all(c.shape[0] == 3 for c in lm.calls)  # no second pass when off
-    _, _, off, _ = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.0, guidance=0.0))
+    _, _, off, _ = run(SamplerConfig(gamma="cosine", steps=6, token_temperature=0.0, guidance=0.0))
     assert torch.equal(off.tokens, plain.tokens)
-    _, _, on, lm2 = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.0, guidance=2.0))
+    _, _, on, lm2 = run(SamplerConfig(gamma="cosine", steps=6, token_temperature=0.0, guidance=2.0))
     assert all(c.shape[0] == 6 for c in lm2.calls)
     assert torch.equal(on.tokens[~unknown], tokens[~unknown])
     assert not torch.equal(on.tokens, plain.tokens)
@@ -545,7 +545,7 @@ def test_guidance_follows_the_context_the_model_sees():
     unknown[0, :20] = True
 
     def fill(w):
-        cfg = SamplerConfig(gamma="linear", steps=4, temperature=0.0, guidance=w)
+        cfg = SamplerConfig(gamma="linear", steps=4, token_temperature=0.0, guidance=w)
         return inpaint_tokens(ContextLM(), tokens, unknown, cfg, codebook_size=K).tokens[unknown]
 
     assert bool((fill(0.0) == 1).all())
@@ -553,11 +553,11 @@ def test_guidance_follows_the_context_the_model_sees():
 
 
 def test_guidance_without_known_tokens_runs_one_pass_and_changes_nothing():
-    cfg = SamplerConfig(gamma="cosine", steps=6, temperature=0.7)
+    cfg = SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7)
     tokens, unknown = make_batch((64, 64))
     plain, guided_lm = FakeLM(), FakeLM()
     a = inpaint_tokens(plain, tokens, unknown, cfg, codebook_size=K, seed=1).tokens
-    b = inpaint_tokens(guided_lm, tokens, unknown, SamplerConfig(gamma="cosine", steps=6, temperature=0.7,
+    b = inpaint_tokens(guided_lm, tokens, unknown, SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7,
                                                                  guidance=3.0), codebook_size=K, seed=1).tokens
     assert torch.equal(a, b)
     assert all(c.shape[0] == 2 for c in guided_lm.calls)
@@ -566,18 +566,18 @@ def test_guidance_without_known_tokens_runs_one_pass_and_changes_nothing():
 def test_guidance_steps_guides_only_the_first_steps():
     """guidance_steps = k: steps 1..k run the doubled batch, the rest one pass; k at or beyond
     the last step is the same as guiding every step."""
-    cfg = SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0)
+    cfg = SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7, guidance=2.0)
     _, unknown, every, lm = run(cfg)
     assert [c.shape[0] for c in lm.calls] == [6] * 6
-    _, _, two, lm2 = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0, guidance_steps=2))
+    _, _, two, lm2 = run(SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7, guidance=2.0, guidance_steps=2))
     assert [c.shape[0] for c in lm2.calls] == [6, 6, 3, 3, 3, 3]
     assert not torch.equal(two.tokens, every.tokens)
     # the guided steps see the same tokens as with guidance throughout
     assert all(torch.equal(a, b) for a, b in zip(lm.calls[:2], lm2.calls[:2]))
-    _, _, six, _ = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0, guidance_steps=6))
-    _, _, many, _ = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0, guidance_steps=99))
+    _, _, six, _ = run(SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7, guidance=2.0, guidance_steps=6))
+    _, _, many, _ = run(SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7, guidance=2.0, guidance_steps=99))
     assert torch.equal(six.tokens, every.tokens) and torch.equal(many.tokens, every.tokens)
-    _, _, off, lm0 = run(SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=0.0, guidance_steps=2))
+    _, _, off, lm0 = run(SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7, guidance=0.0, guidance_steps=2))
     assert [c.shape[0] for c in lm0.calls] == [3] * 6
 
 
@@ -594,7 +594,7 @@ def test_linear_guidance_schedule_ramps_the_scale_up_to_w():
     unknown[0, :20] = True
 
     def fill(ramp):
-        cfg = SamplerConfig(gamma="linear", steps=4, temperature=0.0, guidance=0.8, guidance_schedule=ramp)
+        cfg = SamplerConfig(gamma="linear", steps=4, token_temperature=0.0, guidance=0.8, guidance_schedule=ramp)
         return inpaint_tokens(ContextLM(), tokens, unknown, cfg, codebook_size=K).tokens[unknown]
 
     assert bool((fill("constant") == 2).all())
@@ -614,7 +614,7 @@ def test_guidance_steps_must_be_positive(k):
 
 
 def test_guided_sampling_is_deterministic_and_batch_independent():
-    cfg = SamplerConfig(gamma="sqrt", steps=8, temperature=0.7, guidance=1.0)
+    cfg = SamplerConfig(gamma="sqrt", steps=8, token_temperature=0.7, guidance=1.0)
     tokens, unknown = make_batch((10, 40, 64))
     a = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=torch.tensor([3, 4, 5])).tokens
     b = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=torch.tensor([3, 4, 5])).tokens
@@ -641,7 +641,7 @@ def test_weak_guidance_runs_the_free_pass_on_the_weak_model():
 
 
 def test_weak_guidance_changes_the_fill_only_when_on_and_guided():
-    cfg = SamplerConfig(gamma="cosine", steps=6, temperature=0.7, guidance=2.0)
+    cfg = SamplerConfig(gamma="cosine", steps=6, token_temperature=0.7, guidance=2.0)
     tokens, unknown = make_batch((10, 40, 64))
 
     def fill(c, weak):

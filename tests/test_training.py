@@ -334,7 +334,7 @@ def test_loss_falls_when_overfitting_a_fixed_batch(monkeypatch):
         calls.append(1)
         return mask
 
-    monkeypatch.setattr(training, "mvtm_mask", fixed_mask)
+    monkeypatch.setattr(training.stage2, "mvtm_mask", fixed_mask)
     cfg = preset("tiny")
     cfg["transformer_training"] = {"lr": 3e-3, "warmup_steps": 1, "label_smoothing": 0.0, "weight_decay": 0.0}
     torch.manual_seed(0)
@@ -376,7 +376,7 @@ def resume_runs(tmp_path_factory, images32, tok_dir):
     cfg = _t2_config(images32, batch_size=32, max_steps=n, ckpt_every_steps=n // 2)
     out = {"n": n, "cfg": cfg, "straight": root / "straight", "resumed": root / "resumed"}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "mvtm_mask", content_mask)
+        mp.setattr(training.stage2, "mvtm_mask", content_mask)
         train_transformer(cfg, out["straight"], tok_dir, accelerator="cpu")
 
         real_step = TransformerModule.training_step
@@ -505,7 +505,7 @@ def accumulation_runs(tmp_path_factory, images32, tok_dir):
     root = tmp_path_factory.mktemp("accum")
     runs = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "mvtm_mask", content_mask)
+        mp.setattr(training.stage2, "mvtm_mask", content_mask)
         for name, bs, acc in (("big", 32, 1), ("accum", 8, 4)):
             cfg = _t2_config(images32, batch_size=bs, accumulate=acc, max_steps=1, ckpt_every_steps=1,
                              warmup_steps=0)
@@ -703,7 +703,7 @@ def _config_capture(monkeypatch, captured: dict):
         captured.update(config)
         raise _StopAtSave
 
-    monkeypatch.setattr(training, "save_run_config", capture)
+    monkeypatch.setattr(training.runs, "save_run_config", capture)
     with pytest.raises(_StopAtSave):
         yield
 
@@ -812,7 +812,7 @@ def test_tokenizer_init_starts_from_the_model_dirs_weights_and_architecture(tmp_
     torch.manual_seed(3)
     init = MaskGIT(init_cfg).save(tmp_path / "init")
     store = {}
-    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit(store))
+    monkeypatch.setattr(training.runs, "_trainer", lambda *a, **k: _CaptureFit(store))
     run = train_tokenizer(_t1_config(tok_images), tmp_path / "run", accelerator="cpu", init=init)
     cfg = load_run_config(run)
     assert cfg["tokenizer"]["latent_dim"] == 24
@@ -825,7 +825,7 @@ def test_tokenizer_init_starts_from_the_model_dirs_weights_and_architecture(tmp_
 def test_transformer_init_takes_weights_and_the_init_models_tokenizer(tmp_path, images32, monkeypatch):
     init = _full_model_dir(tmp_path / "init", seed=4)
     store = {}
-    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit(store))
+    monkeypatch.setattr(training.runs, "_trainer", lambda *a, **k: _CaptureFit(store))
     cfg = _t2_config(images32, batch_size=8, max_steps=2)
     cfg["transformer"]["dropout"] = 0.25
     run = train_transformer(cfg, tmp_path / "run", None, accelerator="cpu", init=init)
@@ -929,7 +929,7 @@ def test_train_init_from_a_tokenizer_only_dir_fails_clearly(tmp_path, images32, 
 
 def test_transformer_init_warns_when_the_tokenizer_is_another(tmp_path, images32, tok_dir, monkeypatch, caplog):
     init = _full_model_dir(tmp_path / "init", seed=7)
-    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit({}))
+    monkeypatch.setattr(training.runs, "_trainer", lambda *a, **k: _CaptureFit({}))
     cfg = _t2_config(images32, batch_size=8, max_steps=2)
     with caplog.at_level("WARNING", logger="maskgit_inpaint"):
         train_transformer(cfg, tmp_path / "same", init, accelerator="cpu", init=init)
@@ -1064,7 +1064,7 @@ def test_tokenizer_init_can_add_a_mask_conditioned_decoder(tmp_path, tok_images,
     torch.manual_seed(3)
     init = MaskGIT(init_cfg).save(tmp_path / "init")
     store = {}
-    monkeypatch.setattr(training, "_trainer", lambda *a, **k: _CaptureFit(store))
+    monkeypatch.setattr(training.runs, "_trainer", lambda *a, **k: _CaptureFit(store))
     cfg = _t1_config(tok_images)
     cfg["tokenizer"].update(dec_cond=True, dec_cond_levels=2, dec_cond_width=16)
     run = train_tokenizer(cfg, tmp_path / "run", accelerator="cpu", init=init)

@@ -257,7 +257,7 @@ class InpaintSettings:
     @classmethod
     def from_model(cls, model, **changes) -> "InpaintSettings":
         s = model.sampler
-        return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.temperature,
+        return replace(cls(s.gamma, s.steps, s.sweet_spot, s.choice_temperature, s.token_temperature,
                            guidance=s.guidance, guidance_steps=s.guidance_steps,
                            guidance_schedule=s.guidance_schedule, token_threshold=s.token_threshold,
                            weak_guidance=s.weak_guidance), **changes)
@@ -278,7 +278,8 @@ class InpaintSettings:
         steps = int(self.steps)
         spot = int(self.sweet_spot) if self.sweet_spot else None
         cfg = SamplerConfig(gamma=self.schedule, steps=steps, sweet_spot=spot if spot and spot < steps else None,
-                            choice_temperature=float(self.choice_temperature), temperature=float(self.temperature),
+                            choice_temperature=float(self.choice_temperature),
+                            token_temperature=float(self.temperature),
                             guidance=float(self.guidance),
                             guidance_steps=int(self.guidance_steps) if self.guidance_steps else None,
                             guidance_schedule=self.guidance_schedule,
@@ -397,7 +398,7 @@ def _theme():
                              font_mono=["ui-monospace", "Consolas", "monospace"])
 
 
-def build_app(model_dir: str | Path | None = None, device: str = "auto", model=None, precision: str = "auto"):
+def build_app(model_dir: str | Path | None = None, device: str = "auto", model=None, precision: str | None = None):
     """The Gradio page. The model is loaded once, here (or passed in as `model`)."""
     gr = _gradio()
 
@@ -408,7 +409,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
     if model is None:
         from .model import load_model
 
-        model, model_dir = load_model(model_dir, device, precision)
+        model, model_dir = load_model(model_dir, device, precision=precision)
     size = model.image_size
     scale = display_scale(size)
     samples = find_samples(model_dir)
@@ -510,7 +511,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
                                      elem_id="choice-temperature")
                 with gr.Accordion("More", open=False):
                     token_t = gr.Slider(0, 2, value=defaults.temperature, step=0.05,
-                                        label="Token sampling temperature (0 = argmax)", elem_id="temperature")
+                                        label="Token sampling temperature (0 = argmax)", elem_id="token-temperature")
                     guidance = gr.Slider(0, 4, value=defaults.guidance, step=0.1,
                                          label="Context guidance (0 = off; above 0 each step costs two passes)",
                                          elem_id="guidance")
@@ -562,7 +563,7 @@ def launch_kwargs(host: str = "127.0.0.1", port: int = 7860) -> dict:
 
 
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860, *,
-          device: str = "auto", block: bool = True, quiet: bool = False, precision: str = "auto"):
+          device: str = "auto", block: bool = True, quiet: bool = False, precision: str | None = None):
     """Load the model once and serve the app until Ctrl+C. With `block=False` it returns the
     running `gr.Blocks` at once (stop it with `.close()`), as the tests do."""
     if host not in ("127.0.0.1", "localhost", "::1"):

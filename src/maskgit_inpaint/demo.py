@@ -6,10 +6,17 @@ free to redistribute, unlike the photos it was trained on), each paired with a s
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .images import InputError, load_pairs, save_png, to_uint8
+from .masks import generate_masks
+from .model import MaskGIT, resolve_device
+from .pipeline import InpaintPipeline
+from .visualize import step_strip
 
 SAMPLE_MASK_KINDS = ("random-walk", "rectangle", "brush", "random-walk", "outpaint", "random-walk", "brush",
                      "rectangle")
@@ -19,19 +26,12 @@ def make_samples(model_dir: str | Path, count: int = 8, seed: int = 0, steps: in
                  device: str = "auto") -> list[Path]:
     """Generate `count` images from nothing (every token masked) with the model in `model_dir`,
     and one seeded mask per image; write them to `<model_dir>/samples/` and `samples/masks/`."""
-    from dataclasses import replace
-
-    from .images import save_png, to_uint8
-    from .masks import generate_masks
-    from .model import MaskGIT, resolve_device
-
     model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
     size = model.image_size
     blank = torch.zeros(count, 3, size, size)
     nothing_known = torch.zeros(count, size, size, dtype=torch.bool)
-    sampler = replace(model.sampler, steps=steps, sweet_spot=None)
     seeds = torch.arange(count) + 1000 * seed
-    res = model.inpaint(blank, nothing_known, sampler, seed=seeds, composite=False)
+    res = model.inpaint(blank, nothing_known, seed=seeds, composite=False, steps=steps, sweet_spot=None)
     out = Path(model_dir) / "samples"
     (out / "masks").mkdir(parents=True, exist_ok=True)
     written = []
@@ -45,24 +45,19 @@ def make_samples(model_dir: str | Path, count: int = 8, seed: int = 0, steps: in
     return written
 
 
-def load_samples(model_dir: Path, size: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """The bundled sample images and their masks, as (names, images01, known), read and paired
-    (by stem) with the same checks as `maskgit inpaint`."""
-    from .cli import CLIError
-    from .experiments import load_eval_set
-
+def load_samples(model_dir: Path):
+    """The bundled sample images and their masks: (pairs of paths, images, known masks), read and
+    paired (by stem) with the same checks as `maskgit inpaint`."""
     folder = Path(model_dir) / "samples"
     if not (folder / "masks").is_dir():
-        raise CLIError(f"{folder}: no samples with masks bundled with this model "
-                       "(make them with `maskgit demo --make-samples 8 --model MODEL_DIR`)")
-    return load_eval_set(folder, folder / "masks", size)
+        raise InputError(f"{folder}: no samples with masks bundled with this model "
+                         "(make them with `maskgit demo --make-samples 8 --model MODEL_DIR`)")
+    return load_pairs(folder, folder / "masks")
 
 
 def demo_sheet(x: torch.Tensor, known: torch.Tensor, res, size: int, scale: int = 2) -> np.ndarray:
     """One row per sample: the per-step strip (input with its hole, every decoding step with its
     token mask above it, the output), rows stacked with a white gap; upscaled `scale` x."""
-    from .visualize import step_strip
-
     strips = step_strip(x, known, res, size)                       # (B, h, w, 3)
     b, h, w, _ = strips.shape
     gap = 6
@@ -73,28 +68,22 @@ def demo_sheet(x: torch.Tensor, known: torch.Tensor, res, size: int, scale: int 
 
 
 def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto", model_dir: str | Path | None = None,
-             seed: int = 0, precision: str = "auto") -> Path:
+             seed: int = 0, precision: str | None = None) -> Path:
     """Inpaint the samples with the default model (or `model_dir`), write each output and
     `sheet.png`, and return the sheet's path."""
-    import time
-
-    from .images import save_png, to_uint8
-    from .model import load_model
-    from .sampling import seed_for_name
-
-    model, model_dir = load_model(model_dir, device, precision)
-    names, x, known = load_samples(model_dir, model.image_size)
-    seeds = torch.tensor([seed_for_name(seed, n) for n in names])
+    pipe = InpaintPipeline.from_pretrained(model_dir, device, precision=precision)
+    pairs, imgs, known = load_samples(pipe.model_dir)
+    names = [p.stem for p, _ in pairs]
     t0 = time.perf_counter()
-    res = model.inpaint(x, known, seed=seeds, composite=True, return_steps=True)
+    batch = pipe.run(imgs, known, names, seed=seed, return_steps=True)
     seconds = time.perf_counter() - t0
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, img in zip(names, to_uint8(res.images)):
+    for name, img in zip(names, batch.images):
         save_png(img, out / f"{name}.png")
     sheet = out / "sheet.png"
-    save_png(demo_sheet(x, known, res, model.image_size), sheet)
-    s = model.sampler
+    save_png(demo_sheet(batch.inputs01, batch.known, batch.output, pipe.size), sheet)
+    s = pipe.settings
     print(f"inpainted {len(names)} samples in {seconds:.2f} s ({s.gamma} schedule, {s.stop} of {s.steps} steps, "
           f"seed {seed}); rows: input with hole | each step (top: white = still masked, grey = generated) | output")
     return sheet

@@ -11,9 +11,9 @@ Ground-truth Inception features are computed once per command and reused by ever
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, replace
@@ -22,29 +22,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import torchmetrics
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .checkpoints import atomic_write
 from .compositing import paste_known
-from .model import resolve_precision
-from .evaluation import (_json_safe, evaluate_images, frechet_distance, inception_features, load_inception,
-                         default_inception_path)
+from .images import list_images, load_pairs, read_image, resize_known, to_tensor
+from .model import MaskGIT, model_hash
+from .pipeline import InpaintPipeline, resize_rgb
+from .settings import TOP_LEVEL, InpaintSettings, resolve_precision
+from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
+from .evaluation import _json_safe, evaluate_images
+from .fid import default_inception_path, frechet_distance, inception_features, kernel_inception_distance, load_inception
 
 
 # ----------------------------------------------------------------------------- inputs
 def load_eval_set(images_dir, masks_dir, size: int, limit: int | None = None, hole_value: int = 0):
     """(names, images01 (N,3,H,W) float, known (N,H,W) bool) for paired image/mask folders,
     all checked before any work starts. `limit` keeps the first N pairs (sorted by name)."""
-    from .cli import load_inpaint_inputs
-    from .images import to_tensor
-
-    pairs, imgs, known = load_inpaint_inputs(images_dir, masks_dir, size, hole_value)
+    pairs, imgs, known = load_pairs(images_dir, masks_dir, hole_value)
     if limit:
         pairs, imgs, known = pairs[:limit], imgs[:limit], known[:limit]
-    return [p.stem for p, _ in pairs], to_tensor(imgs), torch.from_numpy(np.ascontiguousarray(known))
+    imgs = [resize_rgb(a, size) for a in imgs]
+    known = [resize_known(k, size) for k in known]
+    return [p.stem for p, _ in pairs], to_tensor(imgs), torch.from_numpy(np.ascontiguousarray(np.stack(known)))
 
 
 def load_images(images_dir, size: int, limit: int | None = None):
     """(names, images01) of a folder, resized to the model's size."""
-    from .images import list_images, read_image, to_tensor
-
     files = list_images(images_dir, "image")
     if limit:
         files = files[:limit]
@@ -56,36 +63,24 @@ def to_uint8(images01: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- running the model
-def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[str], sampler, seed: int,
+def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[str], settings, seed: int,
                 batch_size: int = 64, tokens_out: list | None = None) -> tuple[torch.Tensor, float]:
-    """Raw decoded outputs (N,3,H,W) in [0,1] and seconds per image. Per-image seeds come from
-    the file names exactly as in `maskgit inpaint`, so results match that command. The final
-    token grids are appended batch by batch to `tokens_out` when given."""
-    from .sampling import seed_for_name
-
-    out = []
-    t0 = time.perf_counter()
-    for i in range(0, len(names), batch_size):
-        sl = slice(i, i + batch_size)
-        seeds = torch.tensor([seed_for_name(seed, n) for n in names[sl]])
-        res = model.inpaint(images01[sl], known[sl], sampler, seed=seeds, composite=False)
-        out.append(res.images.float().cpu())
-        if tokens_out is not None:
-            tokens_out.append(res.tokens.cpu())
-    dt = time.perf_counter() - t0
-    return torch.cat(out), dt / max(1, len(names))
+    """Raw decoded outputs (N,3,H,W) in [0,1] and seconds per image, through the pipeline's
+    evaluation loop: per-image seeds come from the file names as in `maskgit inpaint`."""
+    return InpaintPipeline(model).inpaint_tensors(images01, known, names, seed, settings, batch_size,
+                                                  composite=False, tokens_out=tokens_out)
 
 
 @torch.no_grad()
 def decode_all(model, tokens: torch.Tensor, batch_size: int = 64, images01: torch.Tensor | None = None,
-               known: torch.Tensor | None = None) -> torch.Tensor:
+               known: torch.Tensor | None = None, decode_known: bool | None = None) -> torch.Tensor:
     """Token grids (N, n_tokens) -> images (N,3,H,W) in [0,1]; `images01` and `known` are the
     known pixels a mask-conditioned decoder sees (see `MaskGIT.decode`)."""
     out = []
     for i in range(0, len(tokens), batch_size):
         sl = slice(i, i + batch_size)
         im, kn = (images01[sl], known[sl]) if images01 is not None else (None, None)
-        out.append(model.decode(tokens[sl].to(model.device), im, kn).float().cpu())
+        out.append(model.decode(tokens[sl].to(model.device), im, kn, decode_known).float().cpu())
     return torch.cat(out)
 
 
@@ -113,8 +108,6 @@ class TokenCache:
     across processors, so they need not match a fresh run on that machine token for token."""
 
     def __init__(self, folder, model, images01, known, names, batch_size: int, log=print):
-        import hashlib
-
         self.folder = Path(folder)
         self.log = log
         h = hashlib.sha256(b"maskgit-inpaint token cache 1")
@@ -130,24 +123,24 @@ class TokenCache:
                 h.update(f"weak.{k}".encode())
                 _digest(h, v)
         # the sampler is hashed per run; the format and what the decoder is given do not change the tokens
-        cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format", "decode_known")}
-        if "tokenizer" in cfg:  # a decoder's conditioning branch does not change the tokens either
+        # the settings are hashed per run; the format and the decoder's side do not change the tokens
+        cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format") + TOP_LEVEL}
+        if "tokenizer" in cfg:
             cfg["tokenizer"] = {k: v for k, v in cfg["tokenizer"].items() if k not in DECODER_SIDE_CONFIG}
-        h.update(json.dumps([cfg, model.hole_fill, resolve_precision(model.precision, model.device), batch_size,
-                             torch.__version__, model.device.type], sort_keys=True, default=str).encode())
+        h.update(json.dumps([cfg, batch_size, torch.__version__, model.device.type], sort_keys=True,
+                            default=str).encode())
+        self.device = model.device
         _digest(h, images01.float())
         _digest(h, known.bool())
         h.update("\n".join(names).encode())
         self._base = h
 
-    def key(self, sampler, seed: int) -> str:
+    def key(self, settings: InpaintSettings, seed: int) -> str:
+        """Every settings field that can change the tokens (`tokens` in its metadata), the
+        precision resolved for the device."""
         h = self._base.copy()
-        d = asdict(sampler)
-        # Fields added later leave the key at their defaults, so earlier entries stay valid.
-        for name, default in (("guidance_steps", None), ("guidance_schedule", "constant"), ("token_threshold", 0.0),
-                              ("weak_guidance", False)):
-            if d.get(name, default) == default:
-                d.pop(name, None)
+        d = settings.token_key()
+        d["precision"] = resolve_precision(settings.precision, self.device)
         h.update(json.dumps([d, seed], sort_keys=True).encode())
         return h.hexdigest()[:32]
 
@@ -156,8 +149,6 @@ class TokenCache:
 
     def get(self, sampler, seed: int, n: int) -> tuple[torch.Tensor, float] | None:
         """(tokens, seconds per image of the run that sampled them), or None."""
-        from safetensors import safe_open
-
         path = self.path(sampler, seed)
         if not path.is_file():
             return None
@@ -173,11 +164,7 @@ class TokenCache:
         return tokens.long(), spi
 
     def put(self, sampler, seed: int, tokens: torch.Tensor, spi: float) -> None:
-        from safetensors.torch import save_file
-
-        from .checkpoints import atomic_write
-
-        meta = {"s_per_image": repr(spi), "seed": str(seed), "sampler": json.dumps(asdict(sampler))}
+        meta = {"s_per_image": repr(spi), "seed": str(seed), "settings": json.dumps(sampler.token_key())}
         data = {"tokens": tokens.to(torch.int32).contiguous()}
         atomic_write(self.path(sampler, seed), lambda tmp: save_file(data, tmp, metadata=meta))
 
@@ -224,10 +211,6 @@ def set_command(argv: list[str]) -> None:
 
 def record(model_dir=None, config: dict | None = None, seeds=None, **extra) -> dict:
     """The provenance every result file carries."""
-    import torchmetrics
-
-    from . import __version__
-    from .model import model_hash
 
     argv = _COMMAND if _COMMAND is not None else [Path(sys.argv[0]).name] + sys.argv[1:]
     rec = {"command": " ".join(argv), "argv": list(argv), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -242,16 +225,12 @@ def record(model_dir=None, config: dict | None = None, seeds=None, **extra) -> d
 
 
 def write_json(path: Path, data: dict) -> Path:
-    from .checkpoints import atomic_write
-
     text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
     return Path(path)
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    from .checkpoints import atomic_write
-
     def w(tmp):
         with open(tmp, "w", newline="") as fh:
             wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -268,30 +247,20 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- sweep
-def sweep_configs(base, gammas, steps, sweet_spots, temperatures=None, sample_temperatures=None, guidances=None,
-                  guidance_steps=None, guidance_schedules=None, token_thresholds=None, weak_guidances=None):
-    """Every valid combination; a stop point beyond T is skipped (it would equal stopping at T),
-    `None` in sweet_spots means "run all T steps". `temperatures` are choice temperatures,
-    `sample_temperatures` those of the token draw, `guidances` context guidance scales,
-    `guidance_steps` how many first steps are guided (None = all), `guidance_schedules` how the
-    scale varies over the steps, `token_thresholds` which tokens a hole makes unknown,
-    `weak_guidances` whether the guidance runs against the weak transformer; all default to the
-    base config's."""
+def sweep_configs(base: InpaintSettings, axes: dict[str, list]) -> list[InpaintSettings]:
+    """Every combination of the `axes` (settings field -> values; the others stay `base`'s). A
+    stop point beyond T is skipped (it would equal stopping at T); a sweet spot of None means
+    "run all T steps"."""
+    names = list(axes)
     out = []
-    temperatures = temperatures or [base.choice_temperature]
-    sample_temperatures = sample_temperatures or [base.temperature]
-    guidances = guidances or [base.guidance]
-    guidance_steps = guidance_steps or [base.guidance_steps]
-    guidance_schedules = guidance_schedules or [base.guidance_schedule]
-    token_thresholds = token_thresholds or [base.token_threshold]
-    weak_guidances = weak_guidances or [base.weak_guidance]
-    for g, t, s, c, st, w, k, ramp, thr, weak in itertools.product(
-            gammas, steps, sweet_spots, temperatures, sample_temperatures, guidances, guidance_steps,
-            guidance_schedules, token_thresholds, weak_guidances):
-        if s is not None and s > t:
+    for values in itertools.product(*(axes[n] for n in names)):
+        change = dict(zip(names, values))
+        steps = change.get("steps", base.steps)
+        spot = change.get("sweet_spot", base.sweet_spot if "steps" not in change else None)
+        if spot is not None and spot > steps:
             continue
-        cfg = replace(base, gamma=g, steps=t, sweet_spot=s, choice_temperature=c, temperature=st, guidance=w,
-                      guidance_steps=k, guidance_schedule=ramp, token_threshold=thr, weak_guidance=weak)
+        cfg = replace(base, **{**change, "sweet_spot": spot})
+        cfg = replace(cfg, sweet_spot=None) if spot is not None and spot >= cfg.steps else cfg
         cfg.validate()
         out.append(cfg)
     return out
@@ -310,43 +279,36 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
     gt_u8 = to_uint8(images01)
     gt_f = inception_features(gt_u8, inception, 50, device)
     mhash = record(model_dir)["model_hash"]
-    precision = resolve_precision(model.precision, model.device)
     cache = TokenCache(token_cache, model, images01, known, names, batch_size, log) if token_cache else None
     rows = []
     for i, cfg in enumerate(configs):
         for seed in seeds:
             hit = cache.get(cfg, seed, len(names)) if cache else None
             if hit:
-                raw, spi = decode_all(model, hit[0], batch_size, images01, known), hit[1]
+                raw, spi = decode_all(model, hit[0], batch_size, images01, known, cfg.decode_known), hit[1]
             else:
                 toks: list = []
                 raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size, toks)
                 if cache:
                     cache.put(cfg, seed, torch.cat(toks), spi)
-            comp = paste_known(raw, images01, known, model.blend)
-            fid_raw = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
-            fid_comp = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
-            rows.append({"gamma": cfg.gamma, "steps": cfg.steps, "sweet_spot": cfg.stop,
-                         "choice_temperature": cfg.choice_temperature, "temperature": cfg.temperature,
-                         "guidance": cfg.guidance, "guidance_steps": _guided(cfg),
-                         "guidance_schedule": cfg.guidance_schedule, "token_threshold": cfg.token_threshold,
-                         "weak_guidance": cfg.weak_guidance, "seed": seed,
-                         "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
-                         "s_per_image": round(spi, 5), "images": len(names), "precision": precision,
-                         "hole_fill": model.hole_fill, "blend": model.blend, "model_hash": mhash,
-                         "decode_known": _decode_known(model),
-                         "tokens_cached": bool(hit)})
+            comp = paste_known(raw, images01, known, cfg.blend)
+            raw_f = inception_features(to_uint8(raw), inception, 50, device)
+            comp_f = inception_features(to_uint8(comp), inception, 50, device)
+            fid_raw, fid_comp = frechet_distance(raw_f, gt_f), frechet_distance(comp_f, gt_f)
+            kid_raw, kid_comp = kernel_inception_distance(raw_f, gt_f)[0], kernel_inception_distance(comp_f, gt_f)[0]
+            rows.append(setting_columns(cfg, model) | {
+                "seed": seed, "fid_raw": round(fid_raw, 4), "fid_composite": round(fid_comp, 4),
+                "kid_raw": round(kid_raw, 6), "kid_composite": round(kid_comp, 6),
+                "s_per_image": round(spi, 5), "images": len(names), "model_hash": mhash, "tokens_cached": bool(hit)})
             write_csv(out_dir / "sweep.csv", rows)  # a sweep stopped part-way keeps its finished runs
-            log(f"[{i + 1}/{len(configs)}] {cfg.gamma} T={cfg.steps} stop={cfg.stop} c={cfg.choice_temperature} "
-                f"t={cfg.temperature} w={cfg.guidance}{_weak(cfg.weak_guidance)}{_ramp(cfg.guidance_schedule)} "
-                f"k={_guided(cfg)} "
-                f"thr={cfg.token_threshold:g} "
-                f"seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image"
+            log(f"[{i + 1}/{len(configs)}] " + " ".join(f"{k}={_fmt(rows[-1][k])}" for k in _varying(configs, model))
+                + f" seed={seed}: FID raw {fid_raw:.2f}, composite {fid_comp:.2f}, {1000 * spi:.0f} ms/image"
                 + (" (tokens from the cache)" if hit else ""))
     summary = summarize(rows)
-    rec = record(model_dir, model.config, list(seeds), images=len(names), precision=precision,
-                 hole_fill=model.hole_fill, blend=model.blend, decode_known=_decode_known(model),
-                 sampler_configs=[asdict(c) for c in configs], runs=rows, summary=summary)
+    first = setting_columns(configs[0], model)
+    rec = record(model_dir, model.config, list(seeds), images=len(names), precision=first["precision"],
+                 hole_fill=first["hole_fill"], blend=first["blend"], decode_known=first["decode_known"],
+                 settings=[asdict(c) for c in configs], runs=rows, summary=summary)
     write_json(out_dir / "sweep.json", rec)
     (out_dir / "sweep.md").write_text(markdown_table(summary, rec))
     plot_sweep(summary, out_dir / "sweep.png", title=f"{len(names)} images, seeds {list(seeds)}")
@@ -360,30 +322,48 @@ def _guided(cfg) -> int:
     return min(cfg.guidance_steps or cfg.stop, cfg.stop)
 
 
-def _ramp(schedule) -> str:
-    """A guidance schedule as a suffix of the scale: "" for the default (constant), else " (linear)"."""
-    return f" ({schedule})" if schedule not in (None, "", "constant") else ""
+def setting_columns(cfg: InpaintSettings, model) -> dict:
+    """A run's settings as result columns, one per InpaintSettings field: the stop point and the
+    guided steps as run, the precision as resolved, decode_known None for a decoder without it."""
+    d = asdict(cfg)
+    d.update(sweet_spot=cfg.stop, guidance_steps=_guided(cfg),
+             precision=resolve_precision(cfg.precision, model.device),
+             decode_known=cfg.decode_known if model.conditioned_decoder else None)
+    return d
 
 
-def _weak(weak) -> str:
-    """Weak guidance as a suffix of the scale: "" when off, else " vs weak"."""
-    return " vs weak" if weak else ""
+SETTING_KEYS = tuple(InpaintSettings.field_names())
+# the columns every sweep table shows; the other settings only where they vary
+ALWAYS = ("gamma", "steps", "sweet_spot")
+LABELS = {"gamma": "gamma", "steps": "T", "sweet_spot": "stop", "choice_temperature": "choice temp",
+          "token_temperature": "token temp", "guidance_steps": "guided steps"}
+
+
+def _varying(rows_or_configs, model=None) -> list[str]:
+    rows = [setting_columns(c, model) if model is not None else c for c in rows_or_configs]
+    return [k for k in SETTING_KEYS if k in ALWAYS or len({r.get(k) for r in rows}) > 1]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    keys = ("gamma", "steps", "sweet_spot", "choice_temperature", "temperature", "guidance", "guidance_steps",
-            "guidance_schedule", "token_threshold", "weak_guidance")
     groups: dict = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        groups.setdefault(tuple(r.get(k) for k in SETTING_KEYS), []).append(r)
     out = []
     for k, rs in groups.items():
         raw_m, raw_s = mean_std([r["fid_raw"] for r in rs])
         comp_m, comp_s = mean_std([r["fid_composite"] for r in rs])
         spi, _ = mean_std([r["s_per_image"] for r in rs])
-        out.append(dict(zip(keys, k)) | {"seeds": len(rs), "fid_raw_mean": raw_m, "fid_raw_std": raw_s,
-                                         "fid_composite_mean": comp_m, "fid_composite_std": comp_s,
-                                         "s_per_image": spi})
+        kid_m, kid_s = mean_std([r["kid_composite"] for r in rs])
+        out.append(dict(zip(SETTING_KEYS, k)) | {"seeds": len(rs), "fid_raw_mean": raw_m, "fid_raw_std": raw_s,
+                                                 "fid_composite_mean": comp_m, "fid_composite_std": comp_s,
+                                                 "kid_composite_mean": kid_m, "kid_composite_std": kid_s,
+                                                 "s_per_image": spi})
     return out
 
 
@@ -393,30 +373,24 @@ def _cached_note(runs: list[dict]) -> str:
             "their s/image is that of the run that sampled them.") if n else ""
 
 
-def _decode_known(model) -> bool | None:
-    """Whether the decoder saw the known pixels: None for a decoder that takes none."""
-    return model.decode_known if model.conditioned_decoder else None
-
-
 def markdown_table(summary: list[dict], rec: dict) -> str:
+    cols = _varying(summary)
+    fixed = {k: summary[0].get(k) for k in SETTING_KEYS if k not in cols} if summary else {}
     lines = [f"<!-- {rec['command']} -->",
-             f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}, "
-             f"transformer in {rec.get('precision', 'fp32')}, hole fill {rec.get('hole_fill', 'mean')}, "
-             f"composite blend {rec.get('blend', 'paste')}"
-             + ("" if rec.get("decode_known") is None else
-                f", conditioned decoder given the known pixels: {'yes' if rec['decode_known'] else 'no'}")
+             f"Model hash `{rec['model_hash']}`, {rec['images']} images, seeds {rec['seeds']}; "
+             + ", ".join(f"{LABELS.get(k, k.replace('_', ' '))} {_fmt(v)}" for k, v in fixed.items()
+                         if v is not None)
              + "; FID mean +- std over seeds." + _cached_note(rec.get("runs", [])),
              "",
-             "| gamma | T | stop | choice temp | sample temp | guidance | guided steps | token threshold | FID raw "
-             "| FID composite | s/image |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| " + " | ".join(LABELS.get(k, k.replace("_", " ")) for k in cols)
+             + " | FID raw | FID composite | KID composite (x1000) | s/image |",
+             "|" + "---|" * len(cols) + "---:|---:|---:|---:|"]
     for r in summary:
-        lines.append(f"| {r['gamma']} | {r['steps']} | {r['sweet_spot']} | {r['choice_temperature']:g} | "
-                     f"{r['temperature']:g} | {r['guidance']:g}{_weak(r.get('weak_guidance'))}"
-                     f"{_ramp(r['guidance_schedule'])} | "
-                     f"{r['guidance_steps']} | {r.get('token_threshold', 0.0):g} | "
-                     f"{r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
-                     f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | {r['s_per_image']:.3f} |")
+        lines.append("| " + " | ".join(_fmt(r[k]) for k in cols)
+                     + f" | {r['fid_raw_mean']:.2f} +- {r['fid_raw_std']:.2f} | "
+                       f"{r['fid_composite_mean']:.2f} +- {r['fid_composite_std']:.2f} | "
+                       f"{1000 * r['kid_composite_mean']:.2f} +- {1000 * r['kid_composite_std']:.2f} | "
+                       f"{r['s_per_image']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -431,20 +405,10 @@ def _plt():
 
 def plot_sweep(summary: list[dict], path: Path, title: str = "") -> Path:
     """Grouped bars (raw, composite) per sampler setting with +-std error bars (Figures 4 and 9)."""
-    from .checkpoints import atomic_write
-
     plt = _plt()
-    def varies(key):
-        return len({s[key] for s in summary}) > 1
-
-    labels = [f"{r['gamma']}\nT={r['steps']} stop={r['sweet_spot']}" +
-              (f"\nc={r['choice_temperature']:g}" if varies("choice_temperature") else "") +
-              (f"\nt={r['temperature']:g}" if varies("temperature") else "") +
-              (f"\nw={r['guidance']:g}{_weak(r.get('weak_guidance'))}{_ramp(r['guidance_schedule'])}"
-               if varies("guidance") or varies("guidance_schedule") or varies("weak_guidance") else "") +
-              (f"\nguided {r['guidance_steps']}" if varies("guidance_steps") else "") +
-              (f"\nthr={r['token_threshold']:g}" if varies("token_threshold") else "")
-              for r in summary]
+    cols = [k for k in _varying(summary) if k not in ALWAYS]
+    labels = [f"{r['gamma']}\nT={r['steps']} stop={r['sweet_spot']}"
+              + "".join(f"\n{LABELS.get(k, k)}={_fmt(r[k])}" for k in cols) for r in summary]
     x = np.arange(len(summary))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(summary) + 2), 4.2))
     w = 0.4
@@ -472,19 +436,14 @@ def run_checkpoints(run_dir) -> list[Path]:
     return files
 
 
-def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, sampler_overrides=None,
+def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, settings: dict | None = None,
                   limit: int | None = None, batch_size: int = 64, device="cpu", inception=None,
-                  log=print, precision: str = "auto", hole_fill: str | None = None,
-                  blend: str | None = None, decode_known: bool | None = None) -> dict:
+                  log=print) -> dict:
     """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
-    transformer run, reconstruction FID for a tokenizer run. Writes fid_curve.{csv,json,png}."""
-    from .compositing import check_blend
-    from .model import MaskGIT, check_hole_fill
-    from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
-
+    transformer run, reconstruction FID for a tokenizer run. `settings`: InpaintSettings fields
+    over the run's own. Writes fid_curve.{csv,json,png}."""
     # checked before minutes of inpainting, not when the first composite is made
-    hole_fill = check_hole_fill(hole_fill) if hole_fill else None
-    blend = check_blend(blend) if blend else None
+    InpaintSettings().override(**(settings or {}))
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     kind = config.get("kind")
@@ -508,22 +467,14 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
         meta = load_checkpoint_state(path)
         model, _ = model_from_checkpoint(run_dir, path, config, tokenizer=tok)
         model = model.to(device)
-        model.precision = precision
-        if hole_fill:
-            model.hole_fill = hole_fill
-        if blend:
-            model.blend = blend
-        if decode_known is not None:
-            model.decode_known = decode_known
         row = {"checkpoint": path.name, "epoch": int(meta.get("epoch", -1)) + 1,
                "step": int(meta.get("global_step", -1))}
         if kind == "transformer":
             # a checkpoint has no weak transformer: weak guidance (e.g. kept from an --init model) is off
-            sampler = replace(model.sampler, **({"weak_guidance": False} | (sampler_overrides or {})))
-            sampler.validate()
+            sampler = model.settings.override(**({"weak_guidance": False} | (settings or {})))
             raw, spi = inpaint_all(model, images01, known, names, sampler, seed, batch_size)
             row["fid_raw"] = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
-            comp = paste_known(raw, images01, known, model.blend)
+            comp = paste_known(raw, images01, known, sampler.blend)
             row["fid_composite"] = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)
             row["s_per_image"] = spi
         else:
@@ -535,10 +486,10 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
         log(" ".join(f"{k}={v}" for k, v in rows[-1].items()))
     write_csv(out_dir / "fid_curve.csv", rows)
     rec = record(None, config, [seed], run_dir=str(run_dir.resolve()), kind=kind, images=len(names),
-                 precision=resolve_precision(precision, device),
+                 precision=resolve_precision(sampler.precision if sampler else "auto", device),
                  sampler=asdict(sampler) if sampler else None,
-                 hole_fill=model.hole_fill if kind == "transformer" else None,
-                 blend=model.blend if kind == "transformer" else None,
+                 hole_fill=sampler.hole_fill if sampler else None,
+                 blend=sampler.blend if sampler else None,
                  rows=rows)
     write_json(out_dir / "fid_curve.json", rec)
     plot_fid_curve(rows, out_dir / "fid_curve.png", kind, title=f"{run_dir.name}: {len(names)} images")
@@ -547,8 +498,6 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
 
 def plot_fid_curve(rows: list[dict], path: Path, kind: str, title: str = "") -> Path:
     """FID against epoch (the report's Figure 10)."""
-    from .checkpoints import atomic_write
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [r["epoch"] for r in rows]
@@ -565,20 +514,3 @@ def plot_fid_curve(rows: list[dict], path: Path, kind: str, title: str = "") -> 
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return Path(path)
-
-
-# ----------------------------------------------------------------------------- CLI glue
-def parse_list(text: str, cast, what: str) -> list:
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise ValueError(f"{what}: empty list")
-    out = []
-    for t in items:
-        if cast is int and t.lower() in ("none", "all", "t"):
-            out.append(None)
-            continue
-        try:
-            out.append(cast(t))
-        except ValueError:
-            raise ValueError(f"{what}: {t!r} is not a valid {cast.__name__}") from None
-    return out

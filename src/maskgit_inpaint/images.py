@@ -126,3 +126,74 @@ def save_png(array: np.ndarray, path: str | Path) -> None:
     """Atomic PNG write: a temporary name, then a rename."""
     img = Image.fromarray(array)
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def as_rgb_array(obj, name: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a path, a PIL image or a numpy array (gray, RGB or RGBA; uint8,
+    uint16 or float in [0, 1]), read as `open_image` reads files."""
+    if isinstance(obj, (str, Path)):
+        return np.asarray(to_rgb(open_image(Path(obj))), dtype=np.uint8)
+    if isinstance(obj, Image.Image):
+        return np.asarray(to_rgb(normalize_image(obj, name)), dtype=np.uint8)
+    if isinstance(obj, np.ndarray):
+        a = obj
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or min(a.shape[:2]) < 1:
+            raise InputError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+        if a.dtype == np.uint16:
+            a = ((a.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
+        elif np.issubdtype(a.dtype, np.floating):
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                raise InputError(f"{name}: a float image must hold values in [0, 1]")
+            a = (a * 255).round().astype(np.uint8)
+        elif a.dtype == bool:
+            a = a.astype(np.uint8) * 255
+        elif a.dtype != np.uint8:
+            raise InputError(f"{name}: unsupported array dtype {a.dtype} (use uint8, uint16 or float)")
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = a[..., 0]
+        return np.asarray(to_rgb(Image.fromarray(a)), dtype=np.uint8)
+    raise InputError(f"{name}: expected a path, a PIL image or a numpy array, got {type(obj).__name__}")
+
+
+def as_known_mask(obj, shape: tuple[int, int], name: str = "mask", hole_white: bool = True) -> np.ndarray:
+    """(H, W) bool known mask (True = known) from a mask image, path or array. With `hole_white`
+    (the pipeline's convention) white marks the hole; a bool array is taken as True = hole."""
+    if isinstance(obj, np.ndarray) and obj.dtype == bool:
+        hole = obj if obj.ndim == 2 else obj.any(-1)
+    else:
+        if isinstance(obj, (str, Path)):
+            gray = np.asarray(open_image(Path(obj)).convert("L"))
+        else:
+            gray = np.asarray(Image.fromarray(as_rgb_array(obj, name)).convert("L"))
+        hole = gray >= 128 if hole_white else gray < 128
+    if hole.shape != tuple(shape):
+        raise InputError(f"{name}: mask is {hole.shape[1]}x{hole.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    return ~hole
+
+
+def resize_known(known: np.ndarray, size: int) -> np.ndarray:
+    """A known mask at the model's `size`: a model pixel is known only where every pixel it
+    covers is known, so no part of a hole is ever taken as known."""
+    if known.shape == (size, size):
+        return known
+    hole = torch.from_numpy(~known)[None, None].float()
+    small = torch.nn.functional.adaptive_max_pool2d(hole, size) if min(known.shape) >= size else \
+        torch.nn.functional.interpolate(hole, size=(size, size), mode="nearest")
+    return ~(small[0, 0] > 0).numpy()
+
+
+def load_pairs(images_dir, masks_dir, hole_value: int = 0):
+    """Every image and mask of two folders (or two files), read and checked before anything is
+    written: (pairs of paths, (H, W, 3) uint8 arrays at full size, (H, W) bool known masks)."""
+    pairs = pair_files(list_images(images_dir, "image", allow_file=True),
+                       list_images(masks_dir, "mask", allow_file=True))
+    stems = [p.stem for p, _ in pairs]
+    dup = {s for s in stems if stems.count(s) > 1}
+    if dup:
+        raise InputError(f"{images_dir}: several images share the name {sorted(dup)[0]!r}; outputs would collide")
+    imgs, known = [], []
+    for ip, mp in pairs:
+        img = np.asarray(to_rgb(open_image(ip)), dtype=np.uint8)
+        imgs.append(img)
+        known.append(read_mask(mp, img.shape[:2], hole_value))
+    return pairs, imgs, known

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import yaml
 
-from .compositing import check_blend, paste_known
-from .config import dataclass_from_dict
+from .compositing import paste_known
 from .checkpoints import WeightsError, atomic_write, load_safetensors, load_strict, save_safetensors
 from .masks import harmonic_fill, pixel_to_token_mask
 from .sampling import SamplerConfig, inpaint_tokens
+from .settings import HOLE_FILLS, PRECISIONS, InpaintSettings, resolve_precision
 from .tokenizer import VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
 
@@ -30,38 +30,6 @@ DEFAULT_NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 class ModelDirError(ValueError):
     """A model directory is missing, incomplete or inconsistent."""
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "mixed")
-# What the encoder sees in the holes: a smooth fill from the surrounding pixels ("harmonic"),
-# or the flat mean colour ("mean", the course lab's choice).
-HOLE_FILLS = ("harmonic", "mean")
-
-
-def check_hole_fill(fill: str) -> str:
-    if fill not in HOLE_FILLS:
-        raise ValueError(f"hole_fill must be one of {', '.join(HOLE_FILLS)}, got {fill!r}")
-    return fill
-
-
-def check_decode_known(value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"decode_known must be true or false, got {value!r}")
-    return value
-
-
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """'auto' is bf16 on a GPU that supports it and fp32 on CPU, where results then match the
-    published figures bit for bit; bf16 on CPU is an opt-in speed-up (about 1.6x on AVX-512 BF16).
-    'mixed' runs the model's own pass in fp32 and only the guidance's pass on the weak transformer
-    in bf16 (see `MaskGIT.logits_fn`): on the default model it kept fp32's raw FID, and about half
-    of bf16's speed-up (MODEL_CARD, metrics)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    device = torch.device(device)
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
 
 
 # Tokens per transformer call on a CPU (see `MaskGIT.logits_fn`): 16 sequences of 256.
@@ -86,13 +54,8 @@ class InpaintOutput:
     step_masks: list[torch.Tensor] = field(default_factory=list)   # per step (B,N) still masked
 
 
-def sampler_from_dict(d: dict | None) -> SamplerConfig:
-    cfg = dataclass_from_dict(SamplerConfig, d, "sampler")
-    if cfg.sweet_spot is not None and cfg.sweet_spot >= cfg.steps:
-        # A sweet spot at or past T means "no early stop". Kept as a number, it would turn into
-        # one as soon as a caller raised the steps (replace(model.sampler, steps=12) stopping at 8).
-        cfg = replace(cfg, sweet_spot=None)
-    return cfg
+__all__ = ["HOLE_FILLS", "PRECISIONS", "InpaintSettings", "MaskGIT", "ModelDirError", "load_model",
+           "resolve_precision"]
 
 
 class MaskGIT(nn.Module):
@@ -114,12 +77,42 @@ class MaskGIT(nn.Module):
         norm = config.get("normalization") or DEFAULT_NORMALIZATION
         self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
-        self.sampler = sampler_from_dict(config.get("sampler"))
-        self.precision = "auto"  # of the transformer at inference: one of PRECISIONS
-        self.hole_fill = check_hole_fill(config.get("hole_fill", "harmonic"))
-        self.blend = check_blend(config.get("blend", "poisson"))  # how composites put known pixels back
-        # whether a mask-conditioned decoder is given the known pixels (else it decodes from tokens alone)
-        self.decode_known = check_decode_known(config.get("decode_known", True))
+        # how it inpaints by default (config.yaml); every call can override any field
+        self.settings = InpaintSettings.from_config(config)
+
+    # ------------------------------------------------------------------ settings (read-only views)
+    @property
+    def sampler(self) -> InpaintSettings:
+        return self.settings
+
+    @property
+    def precision(self) -> str:
+        return self.settings.precision
+
+    @property
+    def hole_fill(self) -> str:
+        return self.settings.hole_fill
+
+    @property
+    def blend(self) -> str:
+        return self.settings.blend
+
+    @property
+    def decode_known(self) -> bool:
+        return self.settings.decode_known
+
+    def resolve_settings(self, settings: SamplerConfig | None = None, **overrides) -> InpaintSettings:
+        """`settings` (default: the model's; a plain SamplerConfig replaces only the sampler's
+        fields) with `overrides`, checked against what this model can run."""
+        if settings is None:
+            s = self.settings
+        elif isinstance(settings, InpaintSettings):
+            s = settings
+        else:
+            s = self.settings.override(**asdict(settings))
+        s = s.override(**overrides)
+        self.check_sampler(s)
+        return s
 
     # ------------------------------------------------------------------ properties
     @property
@@ -194,13 +187,14 @@ class MaskGIT(nn.Module):
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, images01: torch.Tensor | None = None,
-               known: torch.Tensor | None = None) -> torch.Tensor:
+               known: torch.Tensor | None = None, decode_known: bool | None = None) -> torch.Tensor:
         """Token grids -> images in [0,1]. A mask-conditioned decoder also takes the known pixels
         of `images01` (B,3,H,W) where `known` (B,H,W) is True; without them, or with
         `self.decode_known` off, it decodes from the tokens alone (its branch then sees an empty
         input). Other decoders ignore them."""
         cond = None
-        if self.conditioned_decoder and self.decode_known and images01 is not None:
+        decode_known = self.decode_known if decode_known is None else decode_known
+        if self.conditioned_decoder and decode_known and images01 is not None:
             if known is None:
                 raise ValueError("decode: `known` is needed with `images01`")
             cond = self.tokenizer.condition(self.normalize(images01.to(self.device, torch.float32)),
@@ -209,42 +203,40 @@ class MaskGIT(nn.Module):
 
     # ------------------------------------------------------------------ inpainting
     @torch.no_grad()
-    def inpaint(self, images01: torch.Tensor, known: torch.Tensor, sampler: SamplerConfig | None = None,
+    def inpaint(self, images01: torch.Tensor, known: torch.Tensor, settings: SamplerConfig | None = None,
                 seed: int | torch.Tensor = 0, composite: bool = True, dilate: int = 0,
-                return_steps: bool = False, precision: str | None = None,
-                hole_fill: str | None = None, blend: str | None = None) -> InpaintOutput:
+                return_steps: bool = False, **overrides) -> InpaintOutput:
         """Fill the holes of `images01` (B,3,H,W) in [0,1]; `known` (B,H,W) bool, True = known pixel.
 
-        Before encoding, hole pixels are replaced by `hole_fill` (default `self.hole_fill`):
+        `settings` (default: the model's) with any of its fields overridden by keyword.
+        Before encoding, hole pixels are replaced by `settings.hole_fill`:
         computed from the known pixels only, so whatever the input holds there cannot leak
         into the result. The harmonic fill keeps the known tokens closer to those of the full
         image (on the default model's val set, 23 % of them change instead of 46 %), which
         lowers FID a lot. Which tokens are generated follows `sampler.token_threshold` (see
         `masks.pixel_to_token_mask`); the others keep the encoder's tokens. With `composite`,
-        the known pixels are put back with `blend` (default `self.blend`; see `compositing`).
-        `precision` (default: `self.precision`) is that of the transformer's forward passes;
-        see `resolve_precision`.
+        the known pixels are put back with `settings.blend` (see `compositing`). `precision` is
+        that of the transformer's forward passes; see `resolve_precision`.
         """
         if self.transformer is None:
             raise ModelDirError("this model directory holds only a tokenizer; inpainting needs a transformer")
-        sampler = sampler or self.sampler
+        s = self.resolve_settings(settings, **overrides)
         images01 = images01.to(self.device, torch.float32)
         known = known.to(self.device, torch.bool)
         x = self.normalize(images01)
-        if check_hole_fill(hole_fill or self.hole_fill) == "mean":
+        if s.hole_fill == "mean":
             x = x * known[:, None]  # 0 in normalised space is the mean colour
         else:
             x = harmonic_fill(x, known)
-        self.check_sampler(sampler)
         tokens = self.per_image(self.tokenizer.encode, x)
-        unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate, threshold=sampler.token_threshold)
-        weak_fn = self.logits_fn(precision, weak=True) if self.weak_transformer is not None else None
-        res = inpaint_tokens(self.logits_fn(precision), tokens, unknown, sampler, codebook_size=self.codebook_size,
+        unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate, threshold=s.token_threshold)
+        weak_fn = self.logits_fn(s.precision, weak=True) if self.weak_transformer is not None else None
+        res = inpaint_tokens(self.logits_fn(s.precision), tokens, unknown, s, codebook_size=self.codebook_size,
                              seed=seed, return_steps=return_steps, weak_logits_fn=weak_fn)
-        out = self.decode(res.tokens, images01, known)
+        out = self.decode(res.tokens, images01, known, s.decode_known)
         if composite:
-            out = paste_known(out, images01, known, blend or self.blend)
-        step_images = [self.decode(t, images01, known) for t in res.step_tokens] if return_steps else []
+            out = paste_known(out, images01, known, s.blend)
+        step_images = [self.decode(t, images01, known, s.decode_known) for t in res.step_tokens] if return_steps else []
         return InpaintOutput(out, res.tokens, unknown, step_images, res.step_masks)
 
     def logits_fn(self, precision: str | None = None, weak: bool = False):
@@ -345,25 +337,16 @@ def has_default_model() -> bool:
     return (d / "config.yaml").is_file() and (d / "transformer.safetensors").is_file()
 
 
-def load_model(model_dir: str | Path | None = None, device: str = "auto",
-               precision: str = "auto", hole_fill: str | None = None,
-               blend: str | None = None, decode_known: bool | None = None) -> tuple["MaskGIT", Path]:
+def load_model(model_dir: str | Path | None = None, device: str = "auto", **settings) -> tuple["MaskGIT", Path]:
     """A full model for inference and its directory: `model_dir`, else the bundled default.
-    The one loader behind the CLI, the demo and the web app. `hole_fill`, `blend` and
-    `decode_known` override the model's config."""
+    `settings`: InpaintSettings fields that override the model's config (None = keep)."""
     if model_dir is None:
         if not has_default_model():
             raise ModelDirError("no default model is bundled with this installation; "
                                 "pass a model directory (--model MODEL_DIR)")
         model_dir = default_model_dir()
     model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
-    model.precision = precision
-    if hole_fill is not None:
-        model.hole_fill = check_hole_fill(hole_fill)
-    if blend is not None:
-        model.blend = check_blend(blend)
-    if decode_known is not None:
-        model.decode_known = check_decode_known(decode_known)
+    model.settings = model.settings.override(**settings)
     return model, Path(model_dir)
 
 

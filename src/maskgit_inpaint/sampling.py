@@ -15,26 +15,41 @@ from typing import Callable
 
 import torch
 
-from .schedules import NON_MONOTONE, gamma as gamma_fn
+from .schedules import NON_MONOTONE, SCHEDULES, gamma as gamma_fn
 
 _M32 = 0xFFFFFFFF
 # How the context guidance scale varies over the steps (see `SamplerConfig.guidance_at`).
 GUIDANCE_SCHEDULES = ("constant", "linear")
 
 
+def option(default, help: str, choices=None, common: bool = False, tokens: bool = True, ui: tuple | None = None):
+    """A settings field with what its command-line flag, sweep axis and web-app control need:
+    `help`, `choices`, `common` (shown in the short option list), `tokens` (whether it can change
+    the sampled tokens: the token cache's key) and `ui` (slider range (lo, hi, step))."""
+    return field(default=default, metadata={"help": help, "choices": choices, "common": common,
+                                            "tokens": tokens, "ui": ui})
+
+
 @dataclass
 class SamplerConfig:
-    gamma: str = "cosine"
-    steps: int = 8                   # T, the total number of iterations the schedule spans
-    sweet_spot: int | None = None    # stop after this many steps (None = T)
-    choice_temperature: float = 4.5  # scale of the Gumbel noise on confidences, annealed to 0
-    temperature: float = 1.0         # sampling temperature of the tokens; 0 = argmax
-    guidance: float = 0.0            # context guidance scale w; 0 = off (see `guided_logits`)
-    guidance_steps: int | None = None  # guide only steps 1..k, the rest one pass each (None = every step)
-    guidance_schedule: str = "constant"  # "constant": w on every step; "linear": w * t / T, rising to w
-    token_threshold: float = 0.0     # regenerate a token when more than this share of its patch is hole
-    #                                  (0 = any hole pixel, the lab's rule); used by MaskGIT.inpaint
-    weak_guidance: bool = False      # run the guidance's free pass on a weaker transformer (see `guided_logits`)
+    gamma: str = option("cosine", "mask schedule", choices=tuple(sorted(SCHEDULES)), common=True)
+    steps: int = option(8, "total iterations T of the schedule", common=True, ui=(1, 32, 1))
+    sweet_spot: int | None = option(None, "stop early after this many steps (none = all T)", common=True,
+                                    ui=(0, 32, 1))
+    choice_temperature: float = option(4.5, "Gumbel noise on the confidences (which tokens are kept), "
+                                            "annealed to 0", common=True, ui=(0, 10, 0.1))
+    token_temperature: float = option(1.0, "temperature of the token draw (0 = argmax)", common=True,
+                                      ui=(0, 2, 0.05))
+    # context guidance: logits + w * (logits - logits with the known tokens masked); a second pass per step
+    guidance: float = option(0.0, "context guidance scale w (0 = off; costs a second pass)", ui=(0, 4, 0.1))
+    guidance_steps: int | None = option(None, "guide only the first K steps (none = every step)", ui=(0, 32, 1))
+    guidance_schedule: str = option("constant", "guidance per step (linear: rising to w)",
+                                    choices=GUIDANCE_SCHEDULES)
+    # 0 = any hole pixel makes the token unknown: the course lab's rule
+    token_threshold: float = option(0.0, "regenerate a token when more than this share of it is hole",
+                                    ui=(0, 0.9375, 0.0625))
+    # the guidance's free pass on a weaker transformer (an earlier checkpoint) instead of on the model
+    weak_guidance: bool = option(False, "guide against the model's weak transformer")
 
     def validate(self) -> None:
         gamma_fn(self.gamma, 0.5)  # raises for an unknown name
@@ -42,7 +57,7 @@ class SamplerConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.sweet_spot is not None and self.sweet_spot < 1:
             raise ValueError(f"sweet_spot must be >= 1, got {self.sweet_spot}")
-        if self.temperature < 0 or self.choice_temperature < 0:
+        if self.token_temperature < 0 or self.choice_temperature < 0:
             raise ValueError("temperatures must be >= 0")
         if not self.guidance >= 0:
             raise ValueError(f"guidance must be >= 0, got {self.guidance}")
@@ -185,8 +200,8 @@ def inpaint_tokens(
         logp = torch.log_softmax(logits, dim=-1)
         if t == stop and early:
             sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess
-        elif cfg.temperature > 0:
-            cdf = torch.softmax(logits / cfg.temperature, dim=-1).cumsum(-1)
+        elif cfg.token_temperature > 0:
+            cdf = torch.softmax(logits / cfg.token_temperature, dim=-1).cumsum(-1)
             u = uniform_noise(seeds, t, 0, n).to(cdf.dtype)[..., None] * cdf[..., -1:]
             sampled = torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=codebook_size - 1)
         else:

@@ -1,0 +1,190 @@
+"""`maskgit inpaint`, `visualize`, `demo`, `masks`, `import-lab` and `serve`."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..demo import make_samples, run_demo
+from ..images import InputError, load_pairs, save_png
+from ..lab import import_lab
+from ..masks import generate_masks
+from ..pipeline import InpaintPipeline, describe
+from ..visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
+from .options import CLIError, add_settings_args, formatter, settings_from_args
+
+
+def cmd_inpaint(args) -> int:
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    pipe = InpaintPipeline.from_pretrained(args.model, args.device, **settings_from_args(args))
+    settings = pipe.settings
+    pairs, imgs, known = load_pairs(args.images, args.masks, args.hole_value)
+    size = pipe.size
+    for (ip, _), a in zip(pairs, imgs):
+        if a.shape[:2] != (size, size):
+            if args.strict_size:
+                raise InputError(f"{ip}: image is {a.shape[1]}x{a.shape[0]}, expected {size}x{size} (--strict-size)")
+            print(f"warning: {ip}: {a.shape[1]}x{a.shape[0]}: inpainted at {size}x{size}, the hole pasted back "
+                  "at full size", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    by_size: dict = {}
+    for i, a in enumerate(imgs):
+        by_size.setdefault(a.shape[:2], []).append(i)
+    t0 = time.perf_counter()
+    for idx in by_size.values():
+        for j in range(0, len(idx), args.batch_size):
+            part = idx[j:j + args.batch_size]
+            res = pipe.run([imgs[i] for i in part], [known[i] for i in part], [pairs[i][0].stem for i in part],
+                           seed=args.seed, composite=not args.no_composite, dilate=args.dilate,
+                           return_steps=args.save_steps)
+            for n, i in enumerate(part):
+                save_png(res.images[n], out / f"{pairs[i][0].stem}.png")
+            if args.save_steps:
+                strips = step_strip(res.inputs01, res.known, res.output, size)
+                for n, i in enumerate(part):
+                    save_png(strips[n], out / "steps" / f"{pairs[i][0].stem}.png")
+    dt = time.perf_counter() - t0
+    print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
+          f"{describe(settings, pipe.model)}{' raw decode' if args.no_composite else ''} model={pipe.model_dir})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- import-lab
+def cmd_import_lab(args) -> int:
+    out = import_lab(args.vqgan, args.transformer, args.out, args.config, args.heads)
+    print(f"wrote model directory {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- masks
+def cmd_masks(args) -> int:
+    masks = generate_masks(args.kind, args.count, args.size, args.seed)
+    out = Path(args.out)
+    width = max(4, len(str(args.count - 1)))
+    for i, m in enumerate(masks):
+        save_png((m * 255).astype("uint8"), out / f"{i:0{width}d}.png")
+    print(f"wrote {args.count} {args.kind} masks ({100 * (1 - masks.mean()):.1f}% hole pixels) to {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- visualize
+def cmd_visualize(args) -> int:
+    pipe = InpaintPipeline.from_pretrained(args.model, args.device, **settings_from_args(args))
+    model, sampler = pipe.model, pipe.settings
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [plot_schedules(out / "gamma.png", steps=sampler.steps, highlight=sampler.gamma)]
+    if args.image:
+        if not args.mask:
+            raise CLIError("--image needs --mask")
+        for flag, path in (("--image", args.image), ("--mask", args.mask)):
+            if not Path(path).is_file():
+                raise CLIError(f"{path}: {flag} must be an image file")
+        pairs, imgs, known = load_pairs(args.image, args.mask, args.hole_value)
+        batch = pipe.run(imgs, known, [pairs[0][0].stem], seed=args.seed, composite=not args.no_composite,
+                         return_steps=True)
+        x, k, res = batch.inputs01, batch.known, batch.output
+        save_png(step_strip(x, k, res, model.image_size)[0], out / "steps.png")
+        save_gif(decoding_frames(x, k, res, model.image_size), out / "decoding.gif")
+        plot_step_counts(out / "mask_counts.png", res, sampler)
+        save_png(batch.images[0], out / "result.png")
+        written += [out / "steps.png", out / "decoding.gif", out / "mask_counts.png", out / "result.png"]
+    for p in written:
+        print(p)
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    if args.make_samples:
+        if not args.model:
+            raise CLIError("--make-samples writes into a model directory: pass --model MODEL_DIR")
+        for p in make_samples(args.model, args.make_samples, seed=args.seed, device=args.device):
+            print(p)
+        return 0
+    path = run_demo(args.out, device=args.device, model_dir=args.model, seed=args.seed, precision=args.precision)
+    print(f"demo sheet written to {path}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        from ..app import serve  # Gradio is optional
+    except ImportError as e:
+        raise CLIError(f"the web app needs Gradio: pip install 'maskgit-inpaint[app]' ({e})") from None
+    serve(args.model, host=args.host, port=args.port, device=args.device, precision=args.precision)
+    return 0
+
+
+def register(sub) -> None:
+    q = sub.add_parser("inpaint", help="fill the holes of a folder of images", formatter_class=formatter,
+                       usage="maskgit inpaint --images DIR --masks DIR --out DIR [options]",
+                       description="Fill the holes of images (any size): the hole is inpainted at the model's "
+                                   "size and pasted back; every other pixel is kept.")
+    q.add_argument("--images", required=True, metavar="DIR|FILE", help="images, or one image file")
+    q.add_argument("--masks", required=True, metavar="DIR|FILE",
+                   help="masks, paired by file stem (else by order): 0 = hole, 255 = known")
+    q.add_argument("--out", required=True, metavar="DIR", help="one PNG per image, at the image's size")
+    q.add_argument("--model", metavar="DIR", help="model directory [the bundled model]")
+    q.add_argument("--seed", type=int, default=0, metavar="N", help="base seed; each image's also depends on its "
+                                                                   "name [0]")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda [auto]")
+    add_settings_args(q)
+    more = q.add_argument_group("output and input")
+    more.add_argument("--no-composite", action="store_true", help="write the raw decode (the lab's protocol)")
+    more.add_argument("--save-steps", action="store_true", help="also write per-step strips to OUT/steps/")
+    more.add_argument("--hole-value", type=int, choices=(0, 255), default=0, metavar="0|255",
+                      help="mask value of a hole [0]")
+    more.add_argument("--strict-size", action="store_true", help="refuse images not at the model's size")
+    more.add_argument("--dilate", type=int, default=0, metavar="N", help="grow the regenerated tokens by N [0]")
+    more.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per model call [64]")
+    q.set_defaults(func=cmd_inpaint)
+
+    q = sub.add_parser("visualize", help="figures: mask schedules, per-step strip, decoding GIF")
+    q.add_argument("--model", help="model directory (default: the bundled model)")
+    q.add_argument("--image", help="an image to inpaint step by step")
+    q.add_argument("--mask", help="its mask (255 = known, 0 = hole)")
+    q.add_argument("--out", required=True, help="folder for the figures")
+    add_settings_args(q)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--no-composite", action="store_true")
+    q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
+    q.set_defaults(func=cmd_visualize)
+
+    q = sub.add_parser("demo", help="inpaint the bundled samples with the default model and write a sheet")
+    q.add_argument("--out", default="maskgit-demo", help="output folder (default: ./maskgit-demo)")
+    q.add_argument("--model", help="model directory with samples/ (default: the bundled model)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--make-samples", type=int, metavar="N",
+                   help="instead: generate N sample images (all tokens masked) and masks into MODEL/samples")
+    add_settings_args(q, only=("precision",))
+    q.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser("masks", help="write a fixed, seeded set of mask PNGs")
+    q.add_argument("--out", required=True)
+    q.add_argument("--count", type=int, required=True)
+    q.add_argument("--kind", default="random-walk", choices=["random-walk", "rectangle", "brush", "outpaint"])
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--size", type=int, default=64)
+    q.set_defaults(func=cmd_masks)
+
+    q = sub.add_parser("import-lab", help="convert the course lab's checkpoints into a model directory")
+    q.add_argument("--vqgan", required=True, help="VQGAN.pt (plain state dict)")
+    q.add_argument("--transformer", help="the transformer checkpoint (.pth, lab layout)")
+    q.add_argument("--config", help="MaskGit.yml (for the number of heads)")
+    q.add_argument("--heads", type=int, help="attention heads (default: from --config, else 16)")
+    q.add_argument("--out", required=True, help="model directory to write")
+    q.set_defaults(func=cmd_import_lab)
+
+    q = sub.add_parser("serve", help="web app: paint a hole and watch it fill")
+    q.add_argument("--model", help="model directory (default: the bundled model)")
+    q.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    q.add_argument("--port", type=int, default=7860)
+    q.add_argument("--device", default="auto")
+    add_settings_args(q, only=("precision",))
+    q.set_defaults(func=cmd_serve)

@@ -1,0 +1,100 @@
+"""From a run to a model directory: the checkpoint's weights (a decoder's EMA when it has one)."""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..config import INFERENCE_KEYS
+from ..model import MaskGIT
+from .runs import _normalization, load_run_config
+
+
+def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
+    ck = Path(run_dir) / "checkpoints"
+    if which in ("best", "last"):
+        for name in ([f"{which}.ckpt"] + (["last.ckpt"] if which == "best" else [])):
+            if (ck / name).is_file():
+                return ck / name
+        epochs = sorted(ck.glob("epoch*.ckpt"))
+        if epochs:
+            return epochs[-1]
+        raise FileNotFoundError(f"{ck}: no checkpoint found")
+    p = Path(which)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint not found")
+    return p
+
+
+def load_checkpoint_state(path: Path) -> dict:
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({e})") from None
+    return ckpt
+
+
+def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: dict | None = None,
+                          tokenizer=None):
+    """A MaskGIT with a run's weights from one checkpoint: tokenizer-only for a tokenizer run,
+    the full model (the run's tokenizer included) for a transformer run. Returns (model, kind).
+    Pass `tokenizer` (a loaded MaskGIT) to skip re-reading the tokenizer for every checkpoint."""
+    run_dir = Path(run_dir)
+    config = config or load_run_config(run_dir)
+    sd = load_checkpoint_state(Path(ckpt_path))["state_dict"]
+    kind = config.get("kind")
+    model_cfg = {"image_size": config["tokenizer"].get("image_size", 64),
+                 "normalization": _normalization(config), "tokenizer": config["tokenizer"],
+                 "transformer": config.get("transformer") if kind == "transformer" else None,
+                 "sampler": {}, **{k: config[k] for k in INFERENCE_KEYS if config.get(k) is not None}}
+    model = MaskGIT(model_cfg)
+    if kind == "tokenizer":
+        weights = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith("vqgan.")}
+        # a run with a decoder EMA exports the averaged decoder side
+        weights.update({k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")})
+        model.tokenizer.load_state_dict(weights)
+    elif kind == "transformer":
+        tok = tokenizer or MaskGIT.from_dir(config["tokenizer_dir"], require_transformer=False)
+        model.tokenizer.load_state_dict(tok.tokenizer.state_dict())
+        model.transformer.load_state_dict(
+            {k[len("transformer."):]: v for k, v in sd.items() if k.startswith("transformer.")})
+    else:
+        raise ValueError(f"{run_dir}/config.yaml: unknown run kind {kind!r}")
+    return model.eval(), kind
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
+               dtype: torch.dtype | None = None, weak: str | Path | None = None) -> Path:
+    """Write a model directory from a run: tokenizer-only from a tokenizer run, the full model
+    (tokenizer included) from a transformer run. `weak` adds the weak transformer that
+    `sampler.weak_guidance` guides against: a checkpoint of the run (as `which`: an earlier,
+    less trained one) or a model directory with a transformer of the same architecture."""
+    ckpt_path = find_checkpoint(Path(run_dir), which)
+    model, kind = model_from_checkpoint(run_dir, ckpt_path)
+    note = ""
+    if weak is not None:
+        if kind != "transformer":
+            raise ValueError(f"--weak: {run_dir} is a tokenizer run; a weak transformer needs a transformer run")
+        if Path(weak).is_dir():
+            source, weak_sd = Path(weak), MaskGIT.from_dir(weak).transformer.state_dict()
+        else:
+            source = find_checkpoint(Path(run_dir), str(weak))
+            if source.resolve() == ckpt_path.resolve():
+                raise ValueError(f"--weak {weak}: the same checkpoint as the exported one ({ckpt_path}); "
+                                 "guiding a model against itself does nothing")
+            sd = load_checkpoint_state(source)["state_dict"]
+            weak_sd = {k[len("transformer."):]: v for k, v in sd.items() if k.startswith("transformer.")}
+        model.set_weak_transformer(weak_sd, source)
+        note = f", weak transformer from {source}"
+    elif model.sampler.weak_guidance:
+        # e.g. a warm start from a model that guides against its own weak transformer
+        model.sampler = replace(model.sampler, weak_guidance=False)
+        model.config = {**model.config, "sampler": {**(model.config.get("sampler") or {}), "weak_guidance": False}}
+        note = (" (its sampler asked for weak guidance, but no --weak transformer was given: "
+                "exported with weak_guidance off)")
+    model.save(out_dir, dtype=dtype)
+    print(f"exported {kind} from {ckpt_path} to {out_dir}{note}", file=sys.stderr)
+    return Path(out_dir)
+

@@ -1,0 +1,305 @@
+"""Training runs: a run directory, its resolved config, the Lightning trainer, resume and --init."""
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..checkpoints import atomic_write, load_strict
+from ..config import merge
+from ..data import NORMALIZATIONS, ImageTensorDataset, context_cache, load_folder, split_files, token_cache
+from ..model import MaskGIT, model_hash
+from ..tokenizer import COND_PARAMS
+from ..widen import widen_decoder
+from .callbacks import LossCurve, ReconGrid, StepTimer, _checkpoints
+from .config import DATA, default_precision, training_config
+from .stage1 import TokenizerModule
+from .stage2 import TransformerModule
+
+log = logging.getLogger("maskgit_inpaint")
+
+
+def save_run_config(run_dir: Path, config: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config, sort_keys=False)
+    atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+
+
+def load_run_config(run_dir: Path) -> dict:
+    p = Path(run_dir) / "config.yaml"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: not a training run (no config.yaml)")
+    return yaml.safe_load(p.read_text())
+
+
+def _normalization(config: dict) -> dict:
+    norm = config.get("normalization")
+    if isinstance(norm, str):
+        norm = NORMALIZATIONS[norm]
+    return norm or NORMALIZATIONS[(config.get("data") or {}).get("normalization", "default")]
+
+
+
+def _check_batches(n_items: int, batch_size: int, what: str, data_dir) -> None:
+    if n_items // batch_size == 0:
+        raise ValueError(f"{data_dir}: {n_items} training {what} is fewer than one batch of {batch_size}; "
+                         f"add images or lower --batch-size")
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertising tips (e.g. for its cloud logger) from a training command's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs: int, resume: bool = False,
+             **kw) -> L.Trainer:
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoTips())
+
+    # a resumed run logs to its own CSV folder so the history before the resume is kept
+    version = ""
+    if resume:
+        n = 1
+        while (run_dir / "logs" / f"resume{n}").exists():
+            n += 1
+        version = f"resume{n}"
+    loggers = [CSVLogger(run_dir, name="logs", version=version),
+               TensorBoardLogger(run_dir, name="logs", version="tb")]
+    if t.get("time_budget_s"):  # Lightning's Timer stops the run; its clock is checkpointed
+        kw["max_time"] = datetime.timedelta(seconds=float(t["time_budget_s"]))
+    return L.Trainer(default_root_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs,
+                     precision=default_precision(t["precision"]), logger=loggers, callbacks=callbacks,
+                     log_every_n_steps=t["log_every"], num_sanity_val_steps=0, enable_model_summary=False,
+                     **kw)
+
+
+# Lightning warnings that say nothing a user of these commands can act on
+_QUIET = (
+    # the stage-1 module steps its optimisers by hand; its periodic checkpoints are meant to hold
+    # the weights after the step (the state a resume continues from)
+    "Using ModelCheckpoint with manual optimization",
+    # Lightning's own use of a torch API that newer torch deprecates
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # small datasets: steps are still logged every `log_every` steps, across epochs
+    "The number of training batches .* is smaller than the logging interval",
+    # a run without a val split (`val_fraction: 0`) skips validation by design
+    "You defined a `validation_step` but have no `val_dataloader`",
+)
+
+
+def _fit(trainer: L.Trainer, module, loaders: dict, ckpt: str | None) -> None:
+    """`trainer.fit`, without the Lightning warnings in `_QUIET` (and, when resuming, the one that
+    the run's checkpoint folder is not empty)."""
+    with warnings.catch_warnings():
+        for message in _QUIET + (("Checkpoint directory .* exists and is not empty",) if ckpt else ()):
+            warnings.filterwarnings("ignore", message=message)
+        trainer.fit(module, **loaders, ckpt_path=ckpt)
+
+
+def _resume_path(run_dir: Path, resume: bool) -> str | None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"{last}: nothing to resume")
+        return str(last)
+    if last.is_file():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    return None
+
+
+def _resumed_config(run_dir: Path, config: dict, section: str) -> dict:
+    """The run's own config, with only the training settings given now laid over its section."""
+    return merge(load_run_config(run_dir), {section: config.get(section) or {}})
+
+
+def _check_init_resume(init, resume: bool) -> None:
+    if init is not None and resume:
+        raise ValueError("--init starts a new run from a model directory's weights and --resume continues "
+                         "a run: give one of them")
+
+
+def _load_init(init: str | Path, require_transformer: bool):
+    """The model directory a new run starts from (`--init`): its weights and architecture are
+    taken over, the optimiser and LR schedule start afresh. Not the same as --resume."""
+    model = MaskGIT.from_dir(init, require_transformer=require_transformer)
+    return model, {"model_dir": str(Path(init).resolve()), "model_hash": model_hash(init)}
+
+
+def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, accelerator: str = "auto",
+                    init: str | Path | None = None) -> Path:
+    """Stage 1. `init`: a model directory whose tokenizer weights (and architecture) to start from."""
+    run_dir = Path(run_dir)
+    _check_init_resume(init, resume)
+    if resume:
+        config = _resumed_config(run_dir, config, "tokenizer_training")
+    init_model = None
+    if init is not None:
+        init_model, init_record = _load_init(init, require_transformer=False)
+        config = copy.deepcopy(config)
+        user_tok = config.get("tokenizer") or {}
+        config["tokenizer"] = copy.deepcopy(init_model.config["tokenizer"])
+        # the one architecture change allowed on top of --init: adding a mask-conditioned decoder
+        if user_tok.get("dec_cond") and not config["tokenizer"].get("dec_cond"):
+            for key in ("dec_cond", "dec_cond_width", "dec_cond_levels"):
+                if key in user_tok:
+                    config["tokenizer"][key] = user_tok[key]
+        config["normalization"] = init_model.config.get("normalization") or config.get("normalization")
+        config["init"] = init_record
+        widen = training_config(config, "tokenizer")["widen_decoder"]
+        if widen != 1:
+            wide = widen_decoder(init_model.tokenizer.float(), widen)
+            if user_tok.get("dec_cond") and not init_model.tokenizer.cfg.dec_cond:
+                raise ValueError("widen_decoder and adding dec_cond are separate steps: add the branch first")
+            init_model.tokenizer = wide
+            config["tokenizer"] = wide.cfg.to_dict()
+            config["tokenizer_training"] = {**config.get("tokenizer_training", {}), "widen_decoder": 1}
+            config["init"]["widened_decoder"] = widen
+    elif training_config(config, "tokenizer")["widen_decoder"] != 1 and not resume:
+        raise ValueError("tokenizer_training.widen_decoder widens a trained decoder: give --init MODEL_DIR")
+    ckpt = _resume_path(run_dir, resume)
+    config = copy.deepcopy(config)
+    config["kind"] = "tokenizer"
+    t = training_config(config, "tokenizer")
+    if not t["cond_hole_weight"] > 0:
+        raise ValueError(f"tokenizer_training.cond_hole_weight must be positive, got {t['cond_hole_weight']}")
+    if t["cond_only"] and not config["tokenizer"].get("dec_cond"):
+        raise ValueError("tokenizer_training.cond_only=true trains only a mask-conditioned decoder's branch: "
+                         "set tokenizer.dec_cond=true as well")
+    data = {**DATA, **(config.get("data") or {})}
+    config["data"] = data
+    config["normalization"] = _normalization(config)
+    save_run_config(run_dir, config)
+    L.seed_everything(t["seed"], workers=True)
+    size = config["tokenizer"].get("image_size", 64)
+    train_files, val_files = split_files(data["train"], data["val"], data["val_fraction"], t["seed"])
+    train_u8, _ = load_folder(train_files, size)
+    norm = config["normalization"]
+    train_ds = ImageTensorDataset(train_u8, norm["mean"], norm["std"], flip=True)
+    loaders = {"train_dataloaders": DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True, drop_last=True,
+                                               num_workers=t["num_workers"])}
+    grid = None
+    if val_files:
+        val_u8, _ = load_folder(val_files, size)
+        val_ds = ImageTensorDataset(val_u8, norm["mean"], norm["std"], flip=False)
+        loaders["val_dataloaders"] = DataLoader(val_ds, batch_size=64, shuffle=False)
+        grid = torch.stack([val_ds[i] for i in range(min(16, len(val_ds)))])
+    _check_batches(len(train_ds), t["batch_size"], "images", data["train"])
+    steps_per_epoch = len(train_ds) // t["batch_size"]
+    total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
+    module = TokenizerModule(config, total_steps=total)
+    if init_model is not None:
+        missing, unexpected = module.vqgan.load_state_dict(init_model.tokenizer.state_dict(), strict=False)
+        new = [k for k in missing if not k.startswith(COND_PARAMS)]
+        if new or unexpected:
+            raise ValueError(f"--init {init}: its tokenizer weights do not fit this architecture "
+                             f"(missing {new[:5]}, unexpected {unexpected[:5]})")
+        log.info("tokenizer weights initialised from %s%s", init,
+                 " (the decoder's conditioning branch starts at zero)" if missing else "")
+    module.reset_ema()
+    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
+    cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
+    if grid is not None:
+        cbs.append(ReconGrid(run_dir, grid))
+    # the module counts its own steps (two optimisers make trainer.global_step count double)
+    trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=t["max_epochs"] if t["max_steps"] <= 0 else -1,
+                       resume=ckpt is not None, accelerator=accelerator)
+    _fit(trainer, module, loaders, ckpt)
+    return run_dir
+
+
+def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Path | None, resume: bool = False,
+                      accelerator: str = "auto", init: str | Path | None = None) -> Path:
+    """Stage 2 on the tokens of `tokenizer_dir`. `init`: a full model directory whose transformer
+    weights (and architecture) to start from; its tokenizer is used when `tokenizer_dir` is None."""
+    run_dir = Path(run_dir)
+    _check_init_resume(init, resume)
+    if resume:
+        config = _resumed_config(run_dir, config, "transformer_training")
+        tokenizer_dir = tokenizer_dir or config.get("tokenizer_dir")
+    init_model = None
+    if init is not None:
+        init_model, init_record = _load_init(init, require_transformer=True)
+        tokenizer_dir = tokenizer_dir or init
+        config = copy.deepcopy(config)
+        # the architecture comes from the weights; dropout (no parameters) stays as configured
+        arch = {k: v for k, v in init_model.config["transformer"].items() if k != "dropout"}
+        config["transformer"] = {**(config.get("transformer") or {}), **copy.deepcopy(arch)}
+        config["init"] = init_record
+    ckpt = _resume_path(run_dir, resume)
+    if not tokenizer_dir:
+        raise ValueError("stage 2 needs --tokenizer MODEL_DIR (a tokenizer exported with `maskgit export`)")
+    tok_model = MaskGIT.from_dir(tokenizer_dir, require_transformer=False)
+    # an fp16 export of the same tokenizer counts as the same (rtol: fp16 rounding)
+    if init_model is not None and any(not torch.allclose(v, tok_model.tokenizer.state_dict()[k], rtol=1e-3, atol=1e-5)
+                                      for k, v in init_model.tokenizer.state_dict().items()):
+        log.warning("the transformer of %s was trained on the tokens of another tokenizer than %s: "
+                    "expect it to start far from converged", init, tokenizer_dir)
+    config = copy.deepcopy(config)
+    config["kind"] = "transformer"
+    config["tokenizer_dir"] = str(Path(tokenizer_dir).resolve())
+    config["tokenizer"] = tok_model.config["tokenizer"]
+    config["normalization"] = tok_model.config.get("normalization")
+    tcfg = dict(config.get("transformer") or {})
+    tcfg["codebook_size"] = tok_model.codebook_size
+    tcfg["num_tokens"] = tok_model.tokenizer.cfg.num_tokens
+    config["transformer"] = tcfg
+    t = training_config(config, "transformer")
+    if not 0.0 <= t["context_prob"] <= 1.0:  # checked before minutes of token caching
+        raise ValueError(f"transformer_training.context_prob must be in [0, 1], got {t['context_prob']}")
+    data = {**DATA, **(config.get("data") or {})}
+    config["data"] = data
+    save_run_config(run_dir, config)
+    L.seed_everything(t["seed"], workers=True)
+    norm = config["normalization"]
+    size = tok_model.image_size
+    train_files, val_files = split_files(data["train"], data["val"], data["val_fraction"], t["seed"])
+    dev = "cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu"
+    train_tok = token_cache(run_dir / "cache" / "train_tokens.safetensors", tok_model.tokenizer, train_files, size,
+                            norm["mean"], norm["std"], flip=t["flip"], device=dev)
+    train_set = [train_tok]
+    if t["context_views"] > 0:
+        train_set += context_cache(run_dir / "cache" / "train_context.safetensors", tok_model.tokenizer, train_files,
+                                   size, norm["mean"], norm["std"], flip=t["flip"], views=t["context_views"],
+                                   seed=t["seed"], device=dev)
+    loaders = {"train_dataloaders": DataLoader(TensorDataset(*train_set), batch_size=t["batch_size"], shuffle=True,
+                                               drop_last=True, num_workers=t["num_workers"])}
+    if val_files:
+        val_tok = token_cache(run_dir / "cache" / "val_tokens.safetensors", tok_model.tokenizer, val_files, size,
+                              norm["mean"], norm["std"], flip=False, device=dev)
+        val_set = [val_tok]
+        if t["context_views"] > 0:
+            val_set += context_cache(run_dir / "cache" / "val_context.safetensors", tok_model.tokenizer, val_files,
+                                     size, norm["mean"], norm["std"], flip=False, views=1, seed=t["seed"] + 1,
+                                     device=dev)
+        loaders["val_dataloaders"] = DataLoader(TensorDataset(*val_set), batch_size=128, shuffle=False)
+    _check_batches(len(train_tok), t["batch_size"], "samples (images, with flips)", data["train"])
+    steps_per_epoch = max(1, len(train_tok) // t["batch_size"] // t["accumulate"])
+    total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
+    module = TransformerModule(config, total_steps=total)
+    if init_model is not None:
+        load_strict(module.transformer, init_model.transformer.state_dict(), Path(init) / "transformer.safetensors")
+        log.info("transformer weights initialised from %s", init)
+    cbs = _checkpoints(run_dir, "val/loss" if val_files else "train/loss", t)
+    cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
+    if t["ema_decay"] > 0:
+        cbs.append(EMAWeightAveraging(decay=t["ema_decay"]))
+    trainer = _trainer(run_dir, t, cbs, max_steps=t["max_steps"], max_epochs=t["max_epochs"],
+                       accumulate_grad_batches=t["accumulate"], gradient_clip_val=t["grad_clip"],
+                       resume=ckpt is not None, accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
+                       strategy=t["strategy"])
+    _fit(trainer, module, loaders, ckpt)
+    return run_dir
+
+
