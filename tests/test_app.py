@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from maskgit_inpaint.app import (
-    InpaintSettings,
     find_samples,
     hole_layer,
     known_from_mask,
     prepare_image,
-    run_inpaint,
+    run_inpaint as _run_inpaint,
+    settings_from_ui,
     upscale,
 )
 from maskgit_inpaint.masks import generate_masks
@@ -31,8 +31,15 @@ def image(tools) -> np.ndarray:
     return tools.synthetic_image(np.random.default_rng(3), 64)
 
 
-def settings(**kw) -> InpaintSettings:
-    return InpaintSettings(**{"steps": 4, "seed": 1, **kw})
+def settings(**kw) -> dict:
+    """run_inpaint's arguments: the model's settings with 4 steps and `kw`, seed 1."""
+    return {"steps": 4, "seed": 1, **kw}
+
+
+def run_inpaint(model, image, mask, kw: dict | None = None):
+    kw = dict(kw or {})
+    seed, composite = kw.pop("seed", 0), kw.pop("composite", True)
+    return _run_inpaint(model, image, mask, model.settings.override(**kw), seed=seed, composite=composite)
 
 
 def test_composite_keeps_known_pixels_and_fills_the_hole(model, image, tools):
@@ -72,12 +79,12 @@ def test_composite_off_regenerates_everything(model, image, tools):
 
 def test_settings_reach_the_sampler(model, image, tools):
     known = tools.synthetic_mask(np.random.default_rng(4), 64)
-    res = run_inpaint(model, image, known, settings(schedule="linear", steps=6, sweet_spot=3))
+    res = run_inpaint(model, image, known, settings(gamma="linear", steps=6, sweet_spot=3))
     assert "3 steps of the linear schedule (T=6)" in res.message
     assert res.strip.shape[1] == (3 + 2) * 64 + (3 + 1) * 2  # input, 3 steps, result
-    again = run_inpaint(model, image, known, settings(schedule="linear", steps=6, sweet_spot=3))
+    again = run_inpaint(model, image, known, settings(gamma="linear", steps=6, sweet_spot=3))
     assert np.array_equal(res.result, again.result)          # seeded
-    other = run_inpaint(model, image, known, settings(schedule="linear", steps=6, sweet_spot=3, seed=2))
+    other = run_inpaint(model, image, known, settings(gamma="linear", steps=6, sweet_spot=3, seed=2))
     assert not np.array_equal(res.result, other.result)
 
 
@@ -90,25 +97,19 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
     assert "context guidance 2" in on.message and "guidance" not in off.message
     assert not np.array_equal(off.result, on.result)
     assert np.array_equal(off.result[known], on.result[known])
-    saved = model.sampler
+    saved = model.settings
     try:
-        model.sampler = replace(saved, guidance=1.5)
-        assert InpaintSettings.from_model(model).guidance == 1.5
-        assert InpaintSettings.from_model(model, guidance=0.0).sampler().guidance == 0.0
-        model.sampler = replace(saved, guidance=2.0, guidance_steps=1)
-        assert InpaintSettings.from_model(model).sampler().guidance_steps == 1
-        first = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
+        model.settings = saved.override(guidance=2.0, guidance_steps=1)
+        first = run_inpaint(model, image, known, {"seed": 0})
         assert "context guidance 2 on the first 1 step," in first.message
-        model.sampler = replace(saved, guidance=2.0, guidance_schedule="linear")
-        assert InpaintSettings.from_model(model).sampler().guidance_schedule == "linear"
-        ramped = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
+        model.settings = saved.override(guidance=2.0, guidance_schedule="linear")
+        ramped = run_inpaint(model, image, known, {"seed": 0})
         assert "context guidance 2 (linear ramp)," in ramped.message
-        model.sampler = replace(saved, token_threshold=0.25)
-        assert InpaintSettings.from_model(model).sampler().token_threshold == 0.25
-        thr = run_inpaint(model, image, known, InpaintSettings.from_model(model, seed=0))
+        model.settings = saved.override(token_threshold=0.25)
+        thr = run_inpaint(model, image, known, {"seed": 0})
         assert "token threshold 0.25," in thr.message and thr.result is not None
     finally:
-        model.sampler = saved
+        model.settings = saved
 
 
 def test_weak_guidance_reaches_the_sampler_and_needs_a_weak_transformer(model, weak_model_dir, image, tools):
@@ -122,24 +123,35 @@ def test_weak_guidance_reaches_the_sampler_and_needs_a_weak_transformer(model, w
     assert np.array_equal(off.result[known], on.result[known])
     missing = run_inpaint(model, image, known, settings(guidance=2.0, weak_guidance=True))
     assert missing.result is None and missing.level == "error" and "weak transformer" in missing.message
-    assert InpaintSettings.from_ui("sqrt", 8, 0, 4.5, 0.7, 3.0, 0, 1, True, "constant", 0.5, True).sampler() \
-        .weak_guidance is True
+    assert settings_from_ui(weak_model.settings, weak_guidance=True).weak_guidance is True
 
 
-def test_page_widgets_map_to_settings():
-    """0 on the page means "run all steps" (sweet spot) and "guide every step" (guided steps)."""
-    s = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, None, True)
-    assert s.sweet_spot is None and s.guidance_steps is None and s.seed == 0
-    cfg = InpaintSettings.from_ui("sqrt", 8.0, 6.0, 4.5, 0.7, 3.0, 4.0, 7, False).sampler()
+def test_page_widgets_map_to_settings(model):
+    """0 on the page means "run all steps" (sweet spot) and "guide every step" (guided steps);
+    an empty number box keeps the model's value."""
+    base = model.settings
+    s = settings_from_ui(base, gamma="sqrt", steps=8.0, sweet_spot=0, guidance=3.0, guidance_steps=0)
+    assert s.sweet_spot is None and s.guidance_steps is None and s.gamma == "sqrt" and s.steps == 8
+    cfg = settings_from_ui(base, gamma="sqrt", steps=8.0, sweet_spot=6.0, guidance=3.0, guidance_steps=4.0)
     assert (cfg.gamma, cfg.steps, cfg.sweet_spot, cfg.guidance, cfg.guidance_steps) == ("sqrt", 8, 6, 3.0, 4)
-    assert cfg.guidance_schedule == "constant"
-    ramp = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, 1, True, "linear").sampler()
+    assert cfg.guidance_schedule == base.guidance_schedule and cfg.hole_fill == base.hole_fill
+    ramp = settings_from_ui(base, steps=8, guidance=3.0, guidance_schedule="linear")
     assert ramp.guidance_schedule == "linear" and ramp.guidance_at(4) == 1.5
-    assert cfg.token_threshold == 0.0
-    thr = InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, 1, True, "constant", 0.25).sampler()
-    assert thr.token_threshold == 0.25
+    assert settings_from_ui(base, token_threshold=0.25, choice_temperature=None).token_threshold == 0.25
     with pytest.raises(ValueError, match="token_threshold"):
-        InpaintSettings.from_ui("sqrt", 8.0, 0, 4.5, 0.7, 3.0, 0, 1, True, "constant", 1.0).sampler()
+        settings_from_ui(base, token_threshold=1.0)
+
+
+def test_page_has_one_control_per_setting(tiny_model_dir):
+    pytest.importorskip("gradio")
+    from dataclasses import fields
+
+    from maskgit_inpaint.app import build_app
+    from maskgit_inpaint.settings import InpaintSettings
+
+    demo = build_app(tiny_model_dir, device="cpu")
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {f.name.replace("_", "-") for f in fields(InpaintSettings)} <= ids
 
 
 @pytest.mark.parametrize("mask", [None, "blank-layer", "all-known"])

@@ -1,6 +1,7 @@
 """Image and mask files at the edges: listing, pairing, reading, atomic PNG writing."""
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -129,30 +130,23 @@ def save_png(array: np.ndarray, path: str | Path) -> None:
 
 
 def as_rgb_array(obj, name: str = "image") -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a path, a PIL image or a numpy array (gray, RGB or RGBA; uint8,
-    uint16 or float in [0, 1]), read as `open_image` reads files."""
-    if isinstance(obj, (str, Path)):
-        return np.asarray(to_rgb(open_image(Path(obj))), dtype=np.uint8)
-    if isinstance(obj, Image.Image):
-        return np.asarray(to_rgb(normalize_image(obj, name)), dtype=np.uint8)
+    """(H, W, 3) uint8 RGB from a path, bytes, a PIL image or a numpy array (gray, RGB or RGBA;
+    uint8, uint16 or float in [0, 1]), read as `open_image` reads files."""
     if isinstance(obj, np.ndarray):
         a = obj
         if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or min(a.shape[:2]) < 1:
             raise InputError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
         if a.dtype == np.uint16:
-            a = ((a.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
-        elif np.issubdtype(a.dtype, np.floating):
-            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-                raise InputError(f"{name}: a float image must hold values in [0, 1]")
-            a = (a * 255).round().astype(np.uint8)
+            obj = ((a.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
+        elif np.issubdtype(a.dtype, np.floating) and (not np.isfinite(a).all() or a.min() < 0 or a.max() > 1):
+            raise InputError(f"{name}: a float image must hold values in [0, 1]")
         elif a.dtype == bool:
-            a = a.astype(np.uint8) * 255
-        elif a.dtype != np.uint8:
+            obj = a.astype(np.uint8) * 255
+        elif a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
             raise InputError(f"{name}: unsupported array dtype {a.dtype} (use uint8, uint16 or float)")
-        if a.ndim == 3 and a.shape[2] == 1:
-            a = a[..., 0]
-        return np.asarray(to_rgb(Image.fromarray(a)), dtype=np.uint8)
-    raise InputError(f"{name}: expected a path, a PIL image or a numpy array, got {type(obj).__name__}")
+    elif not isinstance(obj, (str, Path, Image.Image, bytes, bytearray, memoryview)):
+        raise InputError(f"{name}: expected a path, a PIL image or a numpy array, got {type(obj).__name__}")
+    return np.asarray(to_rgb(open_any(obj)), dtype=np.uint8)
 
 
 def as_known_mask(obj, shape: tuple[int, int], name: str = "mask", hole_white: bool = True) -> np.ndarray:
@@ -197,3 +191,51 @@ def load_pairs(images_dir, masks_dir, hole_value: int = 0):
         imgs.append(img)
         known.append(read_mask(mp, img.shape[:2], hole_value))
     return pairs, imgs, known
+
+
+def open_any(source, max_bytes: int | None = None, max_pixels: int | None = None) -> Image.Image:
+    """A PIL image from an array, a PIL image, a path or bytes (upright, 8-bit), refusing files over
+    `max_bytes` and pictures over `max_pixels` (decompression bombs) before decoding; InputError
+    naming the source otherwise."""
+    if isinstance(source, Image.Image):
+        try:
+            return normalize_image(source, "the image")
+        except InputError as e:
+            raise InputError(str(e)) from None
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(arr, 0, 255).round().astype(np.uint8)
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4)):
+            return Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
+        raise InputError(f"expected an (H, W, 3) image array, got shape {arr.shape}")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "the upload"
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        name = path.name
+        if not path.is_file():
+            raise InputError(f"{name}: file not found")
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise InputError(f"{name}: larger than {max_bytes // 2**20}mb; upload a smaller image")
+        data = path.read_bytes()
+    else:
+        raise InputError(f"expected an image, got {type(source).__name__}")
+    try:
+        img = Image.open(io.BytesIO(data))
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            raise InputError(f"{name} is {img.width}x{img.height} pixels, more than {max_pixels // 10**6} "
+                             "megapixels; upload a smaller image")
+        img.load()
+        return normalize_image(img, name)  # upright, 8-bit
+    except InputError as e:
+        raise InputError(str(e)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, InputError):
+            raise
+        kind = "not an image" if isinstance(e, UnidentifiedImageError) else f"an unreadable image ({e})"
+        raise InputError(f"{name} is {kind}: upload a PNG, JPEG, WebP or BMP picture") from None
+
+

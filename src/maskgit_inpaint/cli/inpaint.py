@@ -1,7 +1,6 @@
 """`maskgit inpaint`, `visualize`, `demo`, `masks`, `import-lab` and `serve`."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
