@@ -89,8 +89,6 @@ def test_settings_reach_the_sampler(model, image, tools):
 
 
 def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, tools):
-    from dataclasses import replace
-
     known = tools.synthetic_mask(np.random.default_rng(4), 64)
     off = run_inpaint(model, image, known, settings(guidance=0.0))
     on = run_inpaint(model, image, known, settings(guidance=2.0))

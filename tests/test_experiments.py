@@ -223,12 +223,10 @@ def test_sweep_rejects_an_unknown_guidance_schedule(tiny_model_dir, eval_set, tm
     assert not (tmp_path / "s").exists()
 
 
-def test_token_cache_key_separates_guidance_steps_and_keeps_earlier_keys(tiny_model_dir, eval_set):
-    """A run that guides fewer steps, or ramps its guidance, gets its own entry; at the defaults
-    (every step, constant) the key is the one computed before those fields existed, so cached
-    tokens of earlier sweeps stay usable."""
-    import hashlib
-    from dataclasses import asdict, replace
+def test_token_cache_key_holds_exactly_the_settings_that_change_tokens(tiny_model_dir, eval_set):
+    """Every InpaintSettings field that can change the sampled tokens is in the key; the ones
+    that act after sampling (blend, decode known) are not, so changing them only decodes again."""
+    from dataclasses import replace
 
     from maskgit_inpaint.experiments import TokenCache, load_eval_set
     from maskgit_inpaint.model import load_model
@@ -237,17 +235,17 @@ def test_token_cache_key_separates_guidance_steps_and_keeps_earlier_keys(tiny_mo
     images, masks = eval_set
     names, images01, known = load_eval_set(str(images), str(masks), model.image_size, None, 0)
     cache = TokenCache("unused", model, images01, known, names, 8)
-    cfg = replace(model.sampler, guidance=2.0)
+    cfg = replace(model.settings, guidance=2.0)
     assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_steps=2), 0)
     assert cache.key(replace(cfg, guidance_steps=2), 0) != cache.key(replace(cfg, guidance_steps=3), 0)
-    assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_schedule="linear"), 0)
-    assert cache.key(cfg, 0) != cache.key(replace(cfg, token_threshold=0.25), 0)
-    assert cache.key(cfg, 0) != cache.key(replace(cfg, weak_guidance=True), 0)
-    old = {k: v for k, v in asdict(cfg).items() if k not in ("guidance_steps", "guidance_schedule",
-                                                              "token_threshold", "weak_guidance")}
-    h = cache._base.copy()
-    h.update(json.dumps([old, 0], sort_keys=True).encode())
-    assert cache.key(cfg, 0) == h.hexdigest()[:32]
+    for change in ({"guidance_schedule": "linear"}, {"token_threshold": 0.25}, {"weak_guidance": True},
+                   {"hole_fill": "mean"}, {"precision": "bf16"}, {"token_temperature": 0.5}):
+        assert cache.key(cfg, 0) != cache.key(replace(cfg, **change), 0), change
+    assert cache.key(cfg, 0) != cache.key(cfg, 1)
+    for change in ({"blend": "paste"}, {"decode_known": False}):
+        assert cache.key(cfg, 0) == cache.key(replace(cfg, **change), 0), change
+    # "auto" is hashed as what it resolves to on this device
+    assert cache.key(replace(cfg, precision="auto"), 0) == cache.key(replace(cfg, precision="fp32"), 0)
 
 
 def test_token_cache_key_depends_on_the_weak_transformer(weak_model_dir, eval_set):

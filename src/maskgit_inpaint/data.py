@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .images import IMAGE_KINDS, IMAGE_SUFFIXES, normalize_image, to_rgb
+from .checkpoints import atomic_write
+from .images import IMAGE_KINDS, IMAGE_SUFFIXES, open_image, to_rgb
+from .masks import GENERATORS, generate_masks, harmonic_fill, pixel_to_token_mask
 
 log = logging.getLogger("maskgit_inpaint")
 
@@ -35,17 +38,15 @@ def find_images(root: str | Path) -> list[Path]:
 
 def load_rgb(path: Path, size: int) -> np.ndarray:
     """RGB, shorter side resized to `size`, centre-cropped: (size, size, 3) uint8."""
-    with Image.open(path) as raw:
-        raw.load()
-        img = to_rgb(normalize_image(raw, path))
+    img = to_rgb(open_image(Path(path)))
+    w, h = img.size
+    if (w, h) != (size, size):
+        s = size / min(w, h)
+        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
         w, h = img.size
-        if (w, h) != (size, size):
-            s = size / min(w, h)
-            img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
-            w, h = img.size
-            left, top = (w - size) // 2, (h - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-        return np.asarray(img, dtype=np.uint8)
+        left, top = (w - size) // 2, (h - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8)
 
 
 def load_folder(files: list[Path], size: int) -> tuple[torch.Tensor, list[Path]]:
@@ -135,8 +136,6 @@ def _cached(cache_path: Path, key: str, build, what: str) -> dict[str, torch.Ten
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from .checkpoints import atomic_write
-
     if cache_path.is_file():
         try:
             with safe_open(str(cache_path), "pt") as f:
@@ -164,8 +163,6 @@ def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int,
     Stored as uint16 in a safetensors file keyed by a fingerprint of the tokenizer weights and
     of the image files, so it is rebuilt automatically when either changes.
     """
-    import time
-
     key = f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
 
     def build():
@@ -185,8 +182,6 @@ def token_cache(cache_path: str | Path, tokenizer, files: list[Path], size: int,
 
 def pixel_mask_bank(count: int = 2048, size: int = 64, seed: int = 1234) -> torch.Tensor:
     """(count, size, size) bool known-pixel masks, an even mix of every mask generator."""
-    from .masks import GENERATORS, generate_masks
-
     per = max(1, count // len(GENERATORS))
     return torch.cat([torch.from_numpy(generate_masks(k, per, size, seed)) for k in GENERATORS])
 
@@ -202,8 +197,6 @@ def encode_masked_views(tokenizer, images_u8: torch.Tensor, mean, std, views: in
     masked image differ from those of the full image (the encoder sees the whole image), so
     a transformer trained only on full-image tokens meets unfamiliar context at inference.
     """
-    from .masks import harmonic_fill, pixel_to_token_mask
-
     tokenizer = tokenizer.to(device).eval()
     m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=device).view(1, 3, 1, 1)
@@ -226,8 +219,6 @@ def context_cache(cache_path: str | Path, tokenizer, files: list[Path], size: in
                   flip: bool = True, views: int = 4, seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """`encode_masked_views` of every image (and of its mirror image when `flip`, in the order
     of `token_cache`), cached like `token_cache`: (tokens (M, views, N), unknown (M, views, N))."""
-    import time
-
     key = (f"{state_fingerprint(tokenizer)}-{files_fingerprint(files)}-{int(flip)}-{size}-{mean}-{std}"
            f"-views{views}-seed{seed}")
 

@@ -11,7 +11,6 @@ Ground-truth Inception features are computed once per command and reused by ever
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 import json
 import sys
@@ -23,8 +22,6 @@ import numpy as np
 import torch
 
 import torchmetrics
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from . import __version__
 from .checkpoints import atomic_write
@@ -32,7 +29,8 @@ from .compositing import paste_known
 from .images import list_images, load_pairs, read_image, resize_known, to_tensor
 from .model import MaskGIT, model_hash
 from .pipeline import InpaintPipeline, resize_rgb
-from .settings import TOP_LEVEL, InpaintSettings, resolve_precision
+from .settings import InpaintSettings, resolve_precision
+from .token_cache import TokenCache
 from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
 from .evaluation import _json_safe, evaluate_images
 from .fid import default_inception_path, frechet_distance, inception_features, kernel_inception_distance, load_inception
@@ -82,91 +80,6 @@ def decode_all(model, tokens: torch.Tensor, batch_size: int = 64, images01: torc
         im, kn = (images01[sl], known[sl]) if images01 is not None else (None, None)
         out.append(model.decode(tokens[sl].to(model.device), im, kn, decode_known).float().cpu())
     return torch.cat(out)
-
-
-# Tokenizer weights that only turn tokens into pixels: changing them leaves every sampled token as it is.
-DECODER_SIDE = ("decoder.", "post_quant_conv.")
-DECODER_SIDE_CONFIG = ("dec_in", "dec_stages", "dec_norm_groups", "dec_cond", "dec_cond_width", "dec_cond_levels")
-
-
-def _digest(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-class TokenCache:
-    """The token grids a sweep sampled, kept in a folder so that a later sweep with a new decoder
-    (e.g. the tokenizer's decoder fine-tuned with the encoder frozen) only decodes them again.
-
-    A run's key hashes everything its tokens depend on: the transformer's and the tokenizer's
-    weights except the decoder side, the model config, hole fill, precision, batch size, the
-    torch version and device type, the images, masks and names, the sampler settings and the seed.
-    Anything else in that list changing gives a new key, so a stale entry is never used.
-    The CPU (or GPU) model is not in the key, by choice: a cache folder carried to another machine
-    keeps serving it. Its tokens are valid samples there, but fp32 kernels may round differently
-    across processors, so they need not match a fresh run on that machine token for token."""
-
-    def __init__(self, folder, model, images01, known, names, batch_size: int, log=print):
-        self.folder = Path(folder)
-        self.log = log
-        h = hashlib.sha256(b"maskgit-inpaint token cache 1")
-        for k, v in sorted(model.tokenizer.state_dict().items()):
-            if not k.startswith(DECODER_SIDE):
-                h.update(k.encode())
-                _digest(h, v)
-        for k, v in sorted(model.transformer.state_dict().items()):
-            h.update(k.encode())
-            _digest(h, v)
-        if model.weak_transformer is not None:  # hashed only when present: earlier entries stay valid
-            for k, v in sorted(model.weak_transformer.state_dict().items()):
-                h.update(f"weak.{k}".encode())
-                _digest(h, v)
-        # the sampler is hashed per run; the format and what the decoder is given do not change the tokens
-        # the settings are hashed per run; the format and the decoder's side do not change the tokens
-        cfg = {k: v for k, v in model.config.items() if k not in ("sampler", "format") + TOP_LEVEL}
-        if "tokenizer" in cfg:
-            cfg["tokenizer"] = {k: v for k, v in cfg["tokenizer"].items() if k not in DECODER_SIDE_CONFIG}
-        h.update(json.dumps([cfg, batch_size, torch.__version__, model.device.type], sort_keys=True,
-                            default=str).encode())
-        self.device = model.device
-        _digest(h, images01.float())
-        _digest(h, known.bool())
-        h.update("\n".join(names).encode())
-        self._base = h
-
-    def key(self, settings: InpaintSettings, seed: int) -> str:
-        """Every settings field that can change the tokens (`tokens` in its metadata), the
-        precision resolved for the device."""
-        h = self._base.copy()
-        d = settings.token_key()
-        d["precision"] = resolve_precision(settings.precision, self.device)
-        h.update(json.dumps([d, seed], sort_keys=True).encode())
-        return h.hexdigest()[:32]
-
-    def path(self, sampler, seed: int) -> Path:
-        return self.folder / f"{self.key(sampler, seed)}.safetensors"
-
-    def get(self, sampler, seed: int, n: int) -> tuple[torch.Tensor, float] | None:
-        """(tokens, seconds per image of the run that sampled them), or None."""
-        path = self.path(sampler, seed)
-        if not path.is_file():
-            return None
-        try:
-            with safe_open(str(path), "pt") as f:
-                tokens, spi = f.get_tensor("tokens"), float(f.metadata()["s_per_image"])
-        except Exception as e:  # an unreadable entry is sampled again and overwritten
-            self.log(f"token cache: {path}: unreadable ({e}); sampling again")
-            return None
-        if tokens.dim() != 2 or len(tokens) != n:
-            self.log(f"token cache: {path}: holds {tuple(tokens.shape)} tokens for {n} images; sampling again")
-            return None
-        return tokens.long(), spi
-
-    def put(self, sampler, seed: int, tokens: torch.Tensor, spi: float) -> None:
-        meta = {"s_per_image": repr(spi), "seed": str(seed), "settings": json.dumps(sampler.token_key())}
-        data = {"tokens": tokens.to(torch.int32).contiguous()}
-        atomic_write(self.path(sampler, seed), lambda tmp: save_file(data, tmp, metadata=meta))
 
 
 @torch.no_grad()

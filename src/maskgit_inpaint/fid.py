@@ -265,7 +265,9 @@ def kernel_inception_distance(features_a: torch.Tensor, features_b: torch.Tensor
     if n < 2:
         raise ValueError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
     torch.manual_seed(seed)  # the subsets are drawn with torch's global generator
-    metric = KernelInceptionDistance(feature=_PrecomputedFeatures(a.shape[1]), subsets=subsets, subset_size=n)
+    with warnings.catch_warnings():  # that it keeps the features: these are already in memory
+        warnings.filterwarnings("ignore", message=".*will save all extracted features")
+        metric = KernelInceptionDistance(feature=_PrecomputedFeatures(a.shape[1]), subsets=subsets, subset_size=n)
     metric.update(b, real=True)
     metric.update(a, real=False)
     mean, std = metric.compute()

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from .checkpoints import WeightsError, load_strict, load_torch_state_dict
+from .model import MaskGIT
 from .tokenizer import LAB_TOKENIZER, VQGAN
 from .transformer import MaskTransformer, TransformerConfig
 
@@ -67,8 +68,6 @@ def load_lab_transformer(path: str | Path, yaml_config: str | Path | None = None
 def import_lab(vqgan_path: str | Path, transformer_path: str | Path | None, out_dir: str | Path,
                yaml_config: str | Path | None = None, heads: int | None = None) -> Path:
     """Convert lab checkpoints into a model directory (config.yaml + safetensors)."""
-    from .model import MaskGIT
-
     vq = load_lab_vqgan(vqgan_path)
     config = {"image_size": 64, "normalization": LAB_NORMALIZATION, "tokenizer": LAB_TOKENIZER.to_dict(),
               "transformer": None, "sampler": LAB_SAMPLER}

@@ -10,6 +10,7 @@ on any device.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -250,8 +251,6 @@ def masked_counts(n_unknown: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
 def seed_for_name(seed: int, name: str) -> int:
     """A per-image seed derived from a base seed and the image's name, so results do not
     depend on batch composition or order while different images get different noise."""
-    import zlib
-
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2 ** 31)
 
 

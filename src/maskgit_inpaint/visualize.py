@@ -4,7 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .checkpoints import atomic_write
 from .masks import token_to_pixel_mask
+from .sampling import masked_counts
+from .schedules import SCHEDULES, gamma
 
 
 def _hole_view(images01: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -42,9 +45,6 @@ def plot_schedules(path, names=None, steps: int = 8, highlight: str | None = Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .checkpoints import atomic_write
-    from .schedules import SCHEDULES, gamma
-
     names = names or list(SCHEDULES)
     r = torch.linspace(0, 1, 401, dtype=torch.float64)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -69,9 +69,6 @@ def plot_step_counts(path, res, sampler) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .checkpoints import atomic_write
-    from .sampling import masked_counts
 
     n = res.unknown[:1].sum(1)
     actual = [int(m[0].sum()) for m in res.step_masks]
@@ -107,8 +104,6 @@ def decoding_frames(images01: torch.Tensor, known: torch.Tensor, res, size: int,
 
 
 def save_gif(frames: list, path, ms: int = 450) -> None:
-    from .checkpoints import atomic_write
-
     durations = [ms * 2] + [ms] * (len(frames) - 2) + [ms * 4]
     atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                                                   duration=durations, loop=0))

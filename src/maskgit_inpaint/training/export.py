@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -90,7 +89,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
         note = f", weak transformer from {source}"
     elif model.sampler.weak_guidance:
         # e.g. a warm start from a model that guides against its own weak transformer
-        model.sampler = replace(model.sampler, weak_guidance=False)
+        model.settings = model.settings.override(weak_guidance=False)
         model.config = {**model.config, "sampler": {**(model.config.get("sampler") or {}), "weak_guidance": False}}
         note = (" (its sampler asked for weak guidance, but no --weak transformer was given: "
                 "exported with weak_guidance off)")
