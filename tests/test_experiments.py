@@ -388,7 +388,7 @@ def test_fid_curve_records_the_blend_and_refuses_a_bad_one_before_any_work(two_e
     assert json.loads((tmp_path / "fid_curve.json").read_text())["blend"] == "paste"
     for kwargs in ({"blend": "feather"}, {"hole_fill": "zeros"}):
         with pytest.raises(ValueError, match="must be one of"):
-            run_fid_curve(run, images, masks, tmp_path / "bad", **kwargs)
+            run_fid_curve(run, images, masks, tmp_path / "bad", settings=kwargs)
         assert not (tmp_path / "bad").exists()
 
 
