@@ -176,21 +176,31 @@ def resize_known(known: np.ndarray, size: int) -> np.ndarray:
     return ~(small[0, 0] > 0).numpy()
 
 
-def load_pairs(images_dir, masks_dir, hole_value: int = 0):
+def load_pairs(images_dir, masks_dir, hole_value: int = 0, bad: list | None = None):
     """Every image and mask of two folders (or two files), read and checked before anything is
-    written: (pairs of paths, (H, W, 3) uint8 arrays at full size, (H, W) bool known masks)."""
+    written: (pairs of paths, (H, W, 3) uint8 arrays at full size, (H, W) bool known masks).
+    With a `bad` list, a pair whose image or mask cannot be used is left out and its error message
+    appended there (so one broken file does not stop a folder); otherwise it raises InputError."""
     pairs = pair_files(list_images(images_dir, "image", allow_file=True),
                        list_images(masks_dir, "mask", allow_file=True))
     stems = [p.stem for p, _ in pairs]
     dup = {s for s in stems if stems.count(s) > 1}
     if dup:
         raise InputError(f"{images_dir}: several images share the name {sorted(dup)[0]!r}; outputs would collide")
-    imgs, known = [], []
+    good, imgs, known = [], [], []
     for ip, mp in pairs:
-        img = np.asarray(to_rgb(open_image(ip)), dtype=np.uint8)
+        try:
+            img = np.asarray(to_rgb(open_image(ip)), dtype=np.uint8)
+            k = read_mask(mp, img.shape[:2], hole_value)
+        except InputError as e:
+            if bad is None:
+                raise
+            bad.append(str(e))
+            continue
+        good.append((ip, mp))
         imgs.append(img)
-        known.append(read_mask(mp, img.shape[:2], hole_value))
-    return pairs, imgs, known
+        known.append(k)
+    return good, imgs, known
 
 
 def open_any(source, max_bytes: int | None = None, max_pixels: int | None = None) -> Image.Image:

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, InputError, ModelDirError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:
         if os.environ.get("MASKGIT_DEBUG"):
             raise
-        print(f"maskgit {args.command}: error: {e}", file=sys.stderr)
+        msg = " ".join(str(e).split())  # one line, even for YAML's multi-line messages
+        print(f"maskgit {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,7 +19,10 @@ def cmd_inpaint(args) -> int:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     pipe = InpaintPipeline.from_pretrained(args.model, args.device, **settings_from_args(args))
     settings = pipe.settings
-    pairs, imgs, known = load_pairs(args.images, args.masks, args.hole_value)
+    bad: list[str] = []
+    pairs, imgs, known = load_pairs(args.images, args.masks, args.hole_value, bad=bad)
+    if not pairs:
+        raise InputError(f"no usable image in {args.images}: " + "; ".join(bad))
     size = pipe.size
     for (ip, _), a in zip(pairs, imgs):
         if a.shape[:2] != (size, size):
@@ -48,6 +51,11 @@ def cmd_inpaint(args) -> int:
     dt = time.perf_counter() - t0
     print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
           f"{describe(settings, pipe.model)}{' raw decode' if args.no_composite else ''} model={pipe.model_dir})")
+    if bad:
+        print(f"maskgit inpaint: error: {len(bad)} of {len(bad) + len(pairs)} inputs skipped:", file=sys.stderr)
+        for msg in bad:
+            print(f"  {msg}", file=sys.stderr)
+        return 1
     return 0
 
 
