@@ -13,7 +13,8 @@ def _train_config(args, kind: str) -> dict:
     overrides = list(args.set or [])
     section = f"{kind}_training"
     for name, key in (("max_steps", "max_steps"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size"),
-                      ("accumulate", "accumulate")):
+                      ("accumulate", "accumulate"), ("devices", "devices"), ("num_nodes", "num_nodes"),
+                      ("strategy", "strategy")):
         v = getattr(args, name, None)
         if v is not None:
             overrides.append(f"{section}.{key}={v}")
@@ -65,6 +66,9 @@ def _add_train_args(q: argparse.ArgumentParser) -> None:
                         "the bundled default; optimiser and LR schedule start afresh; its sampler, hole fill "
                         "and blend carry over to the export unless --config/--set change them")
     q.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (Lightning)")
+    q.add_argument("--devices", help="devices per node, e.g. 4 (Lightning; default: auto)")
+    q.add_argument("--num-nodes", type=int, help="machines, each running this command (Lightning; default: 1)")
+    q.add_argument("--strategy", help="e.g. ddp for several devices or nodes (Lightning; default: auto)")
 
 
 

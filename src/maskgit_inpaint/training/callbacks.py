@@ -133,13 +133,15 @@ class FinalCheckpoint(Callback):
     def on_train_end(self, trainer, pl_module):
         if trainer.global_step == 0:
             return
-        if self.path.is_file():
+        step = None
+        if trainer.global_rank == 0 and self.path.is_file():
             try:
                 step = torch.load(str(self.path), map_location="cpu", weights_only=True).get("global_step")
             except Exception:
-                step = None
-            if step == trainer.global_step:
-                return
+                pass
+        # every rank takes rank 0's decision: saving is collective (it ends in a barrier)
+        if trainer.strategy.broadcast(step == trainer.global_step, src=0):
+            return
         trainer.save_checkpoint(str(self.path), weights_only=False)  # full: optimiser too, for --resume
 
 

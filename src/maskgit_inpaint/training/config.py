@@ -81,6 +81,10 @@ class TokenizerTraining(_Settings):
     ema_decay: float = 0.0
     # with --init: widen the decoder by this factor, starting as the trained one (see widen.py)
     widen_decoder: int = 1
+    # several GPUs or nodes (Lightning): devices per node, nodes, strategy (e.g. ddp)
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
 
     def validate(self) -> None:
         super().validate()

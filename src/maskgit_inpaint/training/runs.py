@@ -214,9 +214,16 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
         cbs.append(ReconGrid(run_dir, grid))
     # the module counts its own steps (two optimisers make trainer.global_step count double)
     trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=t["max_epochs"] if t["max_steps"] <= 0 else -1,
-                       resume=ckpt is not None, accelerator=accelerator)
+                       resume=ckpt is not None, accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
+                       strategy=_stage1_strategy(t["strategy"]))
     _fit(trainer, module, loaders, ckpt)
     return run_dir
+
+
+def _stage1_strategy(strategy: str) -> str:
+    """Stage 1 steps its generator and discriminator by hand, and each backward leaves the other
+    side's parameters without a gradient: DDP must be told to expect unused parameters."""
+    return "ddp_find_unused_parameters_true" if strategy == "ddp" else strategy
 
 
 def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Path | None, resume: bool = False,

@@ -191,7 +191,9 @@ class TokenizerModule(L.LightningModule):
                     warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
                     scheds[1].step()
             self.log("train/d_loss", d_loss)
-        self.usage += torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
+        counts = torch.bincount(idx.flatten(), minlength=self.vqgan.codebook_size).to(self.usage)
+        # summed over the ranks, so every rank sees the same usage and revives the same codes
+        self.usage += self.trainer.strategy.reduce(counts, reduce_op="sum") if self.trainer.world_size > 1 else counts
         revive = self.vqgan.cfg.quantizer == "vq" and self.t["revive_every"] and not self._frozen_parts()
         if revive and (step + 1) % self.t["revive_every"] == 0:
             self._revive(x)
@@ -208,7 +210,10 @@ class TokenizerModule(L.LightningModule):
         if len(dead):
             z = self.vqgan.quant_conv(self.vqgan.encoder(x)).permute(0, 2, 3, 1).reshape(-1, self.vqgan.cfg.latent_dim)
             pick = torch.randint(0, len(z), (len(dead),), device=z.device)
-            self.vqgan.codebook.embedding.weight.data[dead] = z[pick].float().to(
+            new = z[pick].float()
+            if self.trainer.world_size > 1:  # rank 0's picks, so the codebooks stay identical
+                new = self.trainer.strategy.broadcast(new, src=0)
+            self.vqgan.codebook.embedding.weight.data[dead] = new.to(
                 self.vqgan.codebook.embedding.weight.dtype)
             self.log("train/revived", float(len(dead)))
         self.usage.zero_()
