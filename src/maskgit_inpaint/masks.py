@@ -21,7 +21,7 @@ def pixel_to_token_mask(known: torch.Tensor, latent_size: int, dilate: int = 0,
     makes it unknown (the lab's rule: a token is known only if its whole patch is known). A
     higher threshold keeps the encoder's token of the hole-filled image where a hole only grazes
     a patch: those few hole pixels are then drawn from the smooth fill, which on the default
-    model fits better than a regenerated token (see MODEL_CARD). `dilate` grows the unknown
+    model fits better than a regenerated token (see docs/experiments.md, the token threshold). `dilate` grows the unknown
     region by that many tokens, which hides seams around thin holes.
     """
     if known.dim() == 2:
