@@ -12,10 +12,8 @@ from ..training import export_run, train_tokenizer, train_transformer
 def _train_config(args, kind: str) -> dict:
     overrides = list(args.set or [])
     section = f"{kind}_training"
-    for name, key in (("max_steps", "max_steps"), ("max_epochs", "max_epochs"), ("batch_size", "batch_size"),
-                      ("accumulate", "accumulate"), ("devices", "devices"), ("num_nodes", "num_nodes"),
-                      ("strategy", "strategy")):
-        v = getattr(args, name, None)
+    for key in ("max_steps", "max_epochs", "batch_size", "accumulate", "devices", "num_nodes", "strategy"):
+        v = getattr(args, key, None)
         if v is not None:
             overrides.append(f"{section}.{key}={v}")
     if getattr(args, "decoder_only", False):
