@@ -7,7 +7,9 @@ import torch
 from maskgit_inpaint.config import merge, preset
 from maskgit_inpaint.model import MaskGIT
 from maskgit_inpaint.tokenizer import VQGAN, TokenizerConfig
-from maskgit_inpaint.training import TokenizerModule, export_run, load_run_config, train_tokenizer
+from maskgit_inpaint.checkpoints import WeightsError, load_safetensors
+from maskgit_inpaint.training import (TokenizerModule, export_decoder_parts, export_run, load_run_config,
+                                      train_tokenizer)
 from maskgit_inpaint.widen import parameter_count, widen_decoder, widened_config
 
 
@@ -105,6 +107,45 @@ def test_feature_matching_and_mse_are_logged(wide_run):
         assert vals and all(v > 0 for v in vals), key
 
 
+def test_decoder_parts_warm_start_a_new_run_with_the_decoder_and_its_discriminator(wide_run, images, tmp_path):
+    init, run = wide_run
+    files = export_decoder_parts(run, tmp_path / "parts")
+    assert [f.name for f in files] == ["decoder.safetensors", "discriminator.safetensors", "tokenizer.yaml"]
+    sd = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    dec, disc = load_safetensors(files[0]), load_safetensors(files[1])
+    assert all(torch.equal(v, sd["ema." + k]) for k, v in dec.items())  # the EMA, not the live decoder
+    assert set(disc) == {k[len("disc."):] for k in sd if k.startswith("disc.")}
+    # LR 0: the new run's weights stay what it loaded, so its checkpoint shows what it started from
+    run2 = train_tokenizer(_config(images, freeze_encoder=True, widen_decoder=2, lr=0.0, disc_lr=0.0, max_steps=1,
+                                   ckpt_every_steps=1, init_decoder=str(files[0]), init_disc=str(files[1])),
+                           tmp_path / "run2", accelerator="cpu", init=init)
+    sd2 = torch.load(run2 / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    for k, v in dec.items():
+        assert torch.equal(sd2["vqgan." + k], v), k
+    for k, v in disc.items():
+        assert torch.equal(sd2["disc." + k], v), k
+    assert any(not torch.equal(sd2["vqgan." + k], sd["vqgan." + k]) for k in dec)  # not the init's widened decoder
+
+
+def test_decoder_parts_that_do_not_fit_are_refused_by_name(wide_run, images, tmp_path):
+    init, run = wide_run
+    dec, disc, _ = export_decoder_parts(run, tmp_path / "parts")
+    with pytest.raises(WeightsError, match="init_decoder.*wrong shapes.*--widen-decoder"):
+        train_tokenizer(_config(images, freeze_encoder=True, init_decoder=str(dec)), tmp_path / "a",
+                        accelerator="cpu", init=init)
+    with pytest.raises(WeightsError, match="init_disc.*disc_layers"):
+        train_tokenizer(_config(images, freeze_encoder=True, disc_layers=2, widen_decoder=2, init_disc=str(disc)),
+                        tmp_path / "b", accelerator="cpu", init=init)
+    with pytest.raises(ValueError, match="init_disc.*no discriminator"):
+        train_tokenizer(_config(images, freeze_encoder=True, gan_weight=0.0, widen_decoder=2, init_disc=str(disc)),
+                        tmp_path / "c", accelerator="cpu", init=init)
+    (tmp_path / "junk.safetensors").write_bytes(b"not weights")
+    with pytest.raises(WeightsError, match="junk.safetensors: not a readable"):
+        train_tokenizer(_config(images, freeze_encoder=True, widen_decoder=2,
+                                init_decoder=str(tmp_path / "junk.safetensors")), tmp_path / "d",
+                        accelerator="cpu", init=init)
+
+
 def test_widen_without_init_is_refused(images, tmp_path):
     with pytest.raises(ValueError, match="--init"):
         train_tokenizer(_config(images, widen_decoder=2), tmp_path / "run", accelerator="cpu")
@@ -122,3 +163,14 @@ def test_ema_starts_at_the_weights_and_follows_them():
     m._swap_ema()  # swapping twice is the identity
     m._swap_ema()
     assert all(torch.equal(a, b) for a, b in zip(live, avg))
+
+
+def test_cli_exports_decoder_parts_in_fp16(wide_run, tmp_path, capsys):
+    from maskgit_inpaint.cli import main
+
+    _, run = wide_run
+    assert main(["export", str(run), "--out", str(tmp_path / "parts"), "--decoder-parts", "--fp16"]) == 0
+    dec = load_safetensors(tmp_path / "parts" / "decoder.safetensors")
+    assert dec and all(v.dtype == torch.float16 for v in dec.values())
+    assert "discriminator.safetensors" in capsys.readouterr().out
+    assert main(["export", str(run), "--out", str(tmp_path / "x"), "--decoder-parts", "--weak", "last"]) == 2

@@ -6,7 +6,7 @@ import argparse
 import torch
 
 from ..config import inference_settings, resolve
-from ..training import export_run, train_tokenizer, train_transformer
+from ..training import export_decoder_parts, export_run, train_tokenizer, train_transformer
 
 
 def _train_config(args, kind: str) -> dict:
@@ -20,6 +20,9 @@ def _train_config(args, kind: str) -> dict:
         overrides.append(f"{section}.freeze_encoder=true")
     if getattr(args, "widen_decoder", None):
         overrides.append(f"{section}.widen_decoder={args.widen_decoder}")
+    for key in ("init_decoder", "init_disc"):
+        if getattr(args, key, None):
+            overrides.append(f"{section}.{key}={getattr(args, key)}")
     overrides.append(f"data.train={args.data}")
     if args.val:
         overrides.append(f"data.val={args.val}")
@@ -43,7 +46,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    export_run(args.run, args.out, which=args.which, dtype=torch.float16 if args.fp16 else None, weak=args.weak)
+    dtype = torch.float16 if args.fp16 else None
+    if args.decoder_parts:
+        if args.weak:
+            raise ValueError("--weak belongs to a model directory; --decoder-parts writes a tokenizer run's decoder side")
+        files = export_decoder_parts(args.run, args.out, which=args.which or "last", dtype=dtype)
+        print("wrote " + ", ".join(str(f) for f in files))
+        return 0
+    export_run(args.run, args.out, which=args.which or "best", dtype=dtype, weak=args.weak)
     print(f"wrote model directory {args.out}")
     return 0
 
@@ -78,6 +88,12 @@ def register(sub) -> None:
                         "tokens and a transformer trained on them stays valid")
     q.add_argument("--widen-decoder", type=int, metavar="K",
                    help="with --init: a decoder K times as wide that starts as the init model's one")
+    q.add_argument("--init-decoder", metavar="FILE",
+                   help="decoder-side weights over --init's (decoder.safetensors from `export --decoder-parts`; "
+                        "give the --widen-decoder it was trained with)")
+    q.add_argument("--init-disc", metavar="FILE",
+                   help="the discriminator to continue the GAN with (discriminator.safetensors from "
+                        "`export --decoder-parts`)")
     q.set_defaults(func=cmd_train_tokenizer)
 
     q = sub.add_parser("train", help="train the transformer (stage 2) on an image folder")
@@ -89,9 +105,12 @@ def register(sub) -> None:
     q = sub.add_parser("export", help="write a model directory from a training run")
     q.add_argument("run", help="run directory")
     q.add_argument("--out", required=True, help="model directory to write")
-    q.add_argument("--which", default="best", help="best, last, or a checkpoint path")
+    q.add_argument("--which", help="best, last, or a checkpoint path (default: best; last with --decoder-parts)")
     q.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     q.add_argument("--weak", metavar="CHECKPOINT|MODEL_DIR",
                    help="also store a weak transformer for --weak-guidance: an earlier checkpoint of the run "
                         "(a path, or best/last) or a model directory with a transformer of the same architecture")
+    q.add_argument("--decoder-parts", action="store_true",
+                   help="from a tokenizer run, write what a later decoder run warm-starts from instead of a model "
+                        "directory: decoder.safetensors (its EMA if kept), discriminator.safetensors, tokenizer.yaml")
     q.set_defaults(func=cmd_export)

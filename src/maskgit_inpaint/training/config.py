@@ -81,6 +81,11 @@ class TokenizerTraining(_Settings):
     ema_decay: float = 0.0
     # with --init: widen the decoder by this factor, starting as the trained one (see widen.py)
     widen_decoder: int = 1
+    # safetensors files laid over --init's weights (`maskgit export --decoder-parts` writes them):
+    # the decoder side, e.g. a widened decoder trained in an earlier session, and the
+    # discriminator, since a fresh one first pushes a trained decoder off for several epochs
+    init_decoder: str | None = None
+    init_disc: str | None = None
     # several GPUs or nodes (Lightning): devices per node, nodes, strategy (e.g. ddp)
     devices: int | str = "auto"
     num_nodes: int = 1

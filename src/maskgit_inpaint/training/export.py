@@ -5,7 +5,9 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
+from ..checkpoints import save_safetensors
 from ..config import INFERENCE_KEYS
 from ..model import MaskGIT
 from .runs import _normalization, load_run_config
@@ -97,3 +99,32 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
     print(f"exported {kind} from {ckpt_path} to {out_dir}{note}", file=sys.stderr)
     return Path(out_dir)
 
+
+
+def export_decoder_parts(run_dir: str | Path, out_dir: str | Path, which: str = "last",
+                         dtype: torch.dtype | None = None) -> list[Path]:
+    """The files a later decoder run warm-starts from (`init_decoder`, `init_disc`): the decoder
+    side (its EMA when the run keeps one) and the discriminator. They are far smaller than a
+    whole tokenizer and carry what a fresh run would otherwise lose: the GAN's discriminator."""
+    run_dir, out = Path(run_dir), Path(out_dir)
+    config = load_run_config(run_dir)
+    if config.get("kind") != "tokenizer":
+        raise ValueError(f"--decoder-parts: {run_dir} is not a tokenizer run")
+    ckpt_path = find_checkpoint(run_dir, which)
+    sd = load_checkpoint_state(ckpt_path)["state_dict"]
+    side = ("decoder.", "post_quant_conv.")
+    decoder = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith(tuple("vqgan." + s for s in side))}
+    ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
+    decoder.update(ema)
+    written = [out / "decoder.safetensors"]
+    save_safetensors(decoder, written[0], dtype)
+    disc = {k[len("disc."):]: v for k, v in sd.items() if k.startswith("disc.")}
+    if disc:
+        written.append(out / "discriminator.safetensors")
+        save_safetensors(disc, written[1], dtype)
+    (out / "tokenizer.yaml").write_text(yaml.safe_dump({"tokenizer": config["tokenizer"],
+                                                        "init": config.get("init")}, sort_keys=False))
+    written.append(out / "tokenizer.yaml")
+    print(f"exported the decoder side{' (EMA)' if ema else ''}{' and the discriminator' if disc else ''} "
+          f"from {ckpt_path} to {out}", file=sys.stderr)
+    return written

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn as nn
 import yaml
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..checkpoints import atomic_write, load_strict
+from ..checkpoints import WeightsError, atomic_write, load_safetensors, load_strict
 from ..config import merge
 from ..data import NORMALIZATIONS, ImageTensorDataset, context_cache, load_folder, split_files, token_cache
 from ..model import MaskGIT, model_hash
@@ -207,6 +208,8 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
                              f"(missing {new[:5]}, unexpected {unexpected[:5]})")
         log.info("tokenizer weights initialised from %s%s", init,
                  " (the decoder's conditioning branch starts at zero)" if missing else "")
+    if not resume:
+        _load_parts(module, t)
     module.reset_ema()
     cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
@@ -218,6 +221,29 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
                        strategy=_stage1_strategy(t["strategy"]))
     _fit(trainer, module, loaders, ckpt)
     return run_dir
+
+
+def _load_parts(module: TokenizerModule, t) -> None:
+    """`init_decoder` / `init_disc`: decoder-side and discriminator weights over the init ones,
+    each file loaded whole or refused with the keys that do not fit."""
+    if t["init_decoder"]:
+        side = nn.ModuleDict({"decoder": module.vqgan.decoder, "post_quant_conv": module.vqgan.post_quant_conv})
+        sd = load_safetensors(t["init_decoder"])
+        try:
+            load_strict(side, sd, t["init_decoder"])
+        except WeightsError as e:
+            raise WeightsError(f"tokenizer_training.init_decoder: {e} (a widened decoder needs the same "
+                               "--widen-decoder and --init it was trained with)") from None
+        log.info("decoder side initialised from %s", t["init_decoder"])
+    if t["init_disc"]:
+        if module.disc is None:
+            raise ValueError("tokenizer_training.init_disc: this run has no discriminator (gan_weight is 0)")
+        try:
+            load_strict(module.disc, load_safetensors(t["init_disc"]), t["init_disc"])
+        except WeightsError as e:
+            raise WeightsError(f"tokenizer_training.init_disc: {e} (disc_channels and disc_layers must match "
+                               "the run that trained it)") from None
+        log.info("discriminator initialised from %s", t["init_disc"])
 
 
 def _stage1_strategy(strategy: str) -> str:
