@@ -71,7 +71,7 @@ def wide_run(tmp_path_factory, images):
     torch.manual_seed(1)
     init = MaskGIT(cfg).save(root / "init")
     run = train_tokenizer(_config(images, freeze_encoder=True, widen_decoder=2, ema_decay=0.9, fm_weight=0.5,
-                                  mse_weight=1.0), root / "run", accelerator="cpu", init=init)
+                                  mse_weight=1.0, ffl_weight=1.0), root / "run", accelerator="cpu", init=init)
     return init, run
 
 
@@ -97,12 +97,12 @@ def test_decoder_only_widened_run_keeps_the_tokens_and_exports_the_ema(wide_run,
     assert torch.equal(model.tokenizer.encode(x), old.tokenizer.encode(x))
 
 
-def test_feature_matching_and_mse_are_logged(wide_run):
+def test_feature_matching_mse_and_focal_frequency_losses_are_logged(wide_run):
     _, run = wide_run
     from maskgit_inpaint.training import read_metrics
 
     rows = read_metrics(run)
-    for key in ("train/fm_loss", "train/mse"):
+    for key in ("train/fm_loss", "train/mse", "train/ffl"):
         vals = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
         assert vals and all(v > 0 for v in vals), key
 
@@ -174,3 +174,20 @@ def test_cli_exports_decoder_parts_in_fp16(wide_run, tmp_path, capsys):
     assert dec and all(v.dtype == torch.float16 for v in dec.values())
     assert "discriminator.safetensors" in capsys.readouterr().out
     assert main(["export", str(run), "--out", str(tmp_path / "x"), "--decoder-parts", "--weak", "last"]) == 2
+
+
+def test_focal_frequency_loss_weights_the_frequencies_that_are_furthest_off():
+    from maskgit_inpaint.training.losses import focal_frequency_loss
+
+    torch.manual_seed(0)
+    real = torch.rand(2, 3, 16, 16)
+    assert focal_frequency_loss(real, real) == 0
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    stripe = torch.cos(torch.pi * (xx + yy)).expand(2, 3, 16, 16) * 0.1  # one frequency off
+    noise = torch.randn(2, 3, 16, 16)
+    noise = noise / noise.pow(2).mean().sqrt() * stripe.pow(2).mean().sqrt()  # the same pixel MSE
+    torch.testing.assert_close(((real + stripe - real) ** 2).mean(), ((real + noise - real) ** 2).mean())
+    assert focal_frequency_loss(real + stripe, real) > 1.3 * focal_frequency_loss(real + noise, real)
+    fake = (real + noise).requires_grad_()
+    focal_frequency_loss(fake, real).backward()
+    assert fake.grad.abs().sum() > 0

@@ -77,6 +77,8 @@ class TokenizerTraining(_Settings):
     # discriminator's features of real and decoded images, pix2pixHD) while the GAN is on
     mse_weight: float = 0.0
     fm_weight: float = 0.0
+    # focal frequency loss (Jiang et al. 2021) beside the L1: weight 0 = off
+    ffl_weight: float = 0.0
     # EMA of the decoder side's weights (0 = off): validated, kept in checkpoints, exported
     ema_decay: float = 0.0
     # with --init: widen the decoder by this factor, starting as the trained one (see widen.py)

@@ -1,4 +1,5 @@
-"""The stage-1 adversary and its losses: a PatchGAN discriminator (hinge loss) and feature matching."""
+"""The stage-1 adversary and its losses (a PatchGAN discriminator, hinge loss, feature matching),
+and the focal frequency loss. None needs downloaded weights."""
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,6 @@ class PatchDiscriminator(nn.Module):
         return x, feats
 
 
-
-
 def hinge_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean())
 
@@ -44,3 +43,13 @@ def hinge_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
 def feature_matching(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     """Mean L1 between the discriminator's features of decoded and real images (pix2pixHD)."""
     return sum(F.l1_loss(a.float(), b.float()) for a, b in zip(fake, real)) / len(real)
+
+
+def focal_frequency_loss(fake: torch.Tensor, real: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Focal frequency loss (Jiang et al. 2021): the squared distance of the 2-D spectra, each
+    frequency weighted by its own distance (detached, scaled to at most 1 per image and channel),
+    so the high frequencies that a pixel loss lets blur get the weight."""
+    d = (torch.fft.fft2(fake.float(), norm="ortho") - torch.fft.fft2(real.float(), norm="ortho")).abs() ** 2
+    w = d.detach().sqrt() ** alpha
+    w = w / w.flatten(-2).amax(-1).clamp_min(1e-12)[..., None, None]
+    return (w * d).mean()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..data import pixel_mask_bank
 from ..tokenizer import COND_PARAMS, VQGAN, TokenizerConfig
 from .config import _lr_lambda, training_config
-from .losses import PatchDiscriminator, feature_matching, hinge_d_loss
+from .losses import PatchDiscriminator, feature_matching, focal_frequency_loss, hinge_d_loss
 
 
 class TokenizerModule(L.LightningModule):
@@ -153,6 +153,10 @@ class TokenizerModule(L.LightningModule):
             mse = F.mse_loss(xr.float(), x.float())
             loss = loss + self.t["mse_weight"] * mse
             self.log("train/mse", mse)
+        if self.t["ffl_weight"] > 0:
+            ffl = focal_frequency_loss(xr, x)
+            loss = loss + self.t["ffl_weight"] * ffl
+            self.log("train/ffl", ffl)
         disc_on = self.disc is not None and step >= self.t["disc_start"]
         gan_on = disc_on and step >= self.t["disc_start"] + self.t["disc_warmup_steps"]
         if gan_on:
