@@ -54,3 +54,15 @@ def test_every_command_in_the_readme_parses(monkeypatch):
         if "--help" in argv:
             continue
         parser.parse_args(argv)  # SystemExit (exit 2) on an unknown flag or a bad choice
+
+
+def test_every_training_key_is_in_the_training_reference():
+    from dataclasses import fields
+
+    from maskgit_inpaint.training import TokenizerTraining, TransformerTraining
+
+    text = (README.parent / "docs" / "training.md").read_text()
+    stage1, stage2 = text.split("## Stage 2")
+    for cls, part in ((TokenizerTraining, stage1), (TransformerTraining, stage2)):
+        missing = [f.name for f in fields(cls) if f"`{f.name}`" not in part]
+        assert not missing, f"docs/training.md lacks {cls.__name__} keys {missing}"

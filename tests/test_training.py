@@ -193,6 +193,15 @@ def test_mask_never_has_zero_masked_tokens(mode, schedule, n):
     assert (m.sum(1) >= 1).all()
 
 
+@pytest.mark.parametrize("key,value", [("loss_on", "mased"), ("mask_mode", "gama")])
+def test_a_misspelt_training_choice_is_refused_by_name(key, value):
+    from maskgit_inpaint.training import training_config
+
+    with pytest.raises(ValueError, match=f"transformer_training.{key} must be .*{value}"):
+        training_config({"transformer_training": {key: value}}, "transformer")
+    assert training_config({"transformer_training": {key: "all" if key == "loss_on" else "seed"}}, "transformer")
+
+
 def test_mask_mode_errors():
     t = torch.zeros(2, 16, dtype=torch.long)
     with pytest.raises(ValueError, match="unknown mask_mode"):

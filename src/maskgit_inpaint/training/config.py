@@ -138,6 +138,10 @@ class TransformerTraining(_Settings):
         super().validate()
         if not 0.0 <= self.context_prob <= 1.0:
             raise ValueError(f"transformer_training.context_prob must be in [0, 1], got {self.context_prob}")
+        if self.loss_on not in ("masked", "all"):
+            raise ValueError(f"transformer_training.loss_on must be masked or all, got {self.loss_on!r}")
+        if self.mask_mode not in ("gamma", "seed", "inpaint"):
+            raise ValueError(f"transformer_training.mask_mode must be gamma, seed or inpaint, got {self.mask_mode!r}")
 
 
 DATA = {"train": None, "val": None, "val_fraction": 0.05, "normalization": "default"}
