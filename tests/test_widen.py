@@ -191,3 +191,25 @@ def test_focal_frequency_loss_weights_the_frequencies_that_are_furthest_off():
     fake = (real + noise).requires_grad_()
     focal_frequency_loss(fake, real).backward()
     assert fake.grad.abs().sum() > 0
+
+
+def test_a_decoder_only_run_exports_a_full_model_with_the_init_transformer(images, tmp_path):
+    torch.manual_seed(3)
+    full = MaskGIT(preset("tiny")).save(tmp_path / "full")
+    run = train_tokenizer(_config(images, freeze_encoder=True, widen_decoder=2, max_steps=2), tmp_path / "run",
+                          accelerator="cpu", init=full)
+    out = export_run(run, tmp_path / "model", which="last", transformer_from=full)
+    model, src = MaskGIT.from_dir(out), MaskGIT.from_dir(full)
+    tok = MaskGIT.from_dir(export_run(run, tmp_path / "tok", which="last"), require_transformer=False)
+    assert model.config["transformer"] == src.config["transformer"]
+    assert model.config["tokenizer"]["dec_in"] == 2 * src.config["tokenizer"]["dec_in"]
+    for k, v in model.transformer.state_dict().items():
+        assert torch.equal(v, src.transformer.state_dict()[k]), k
+    for k, v in model.tokenizer.state_dict().items():
+        assert torch.equal(v, tok.tokenizer.state_dict()[k]), k
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.equal(model.tokenizer.encode(x), src.tokenizer.encode(x))
+    torch.manual_seed(4)
+    other = MaskGIT(preset("tiny")).save(tmp_path / "other")
+    with pytest.raises(ValueError, match="--transformer-from .*other.*encodes differently"):
+        export_run(run, tmp_path / "bad", which="last", transformer_from=other)

@@ -48,12 +48,14 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     dtype = torch.float16 if args.fp16 else None
     if args.decoder_parts:
-        if args.weak:
-            raise ValueError("--weak belongs to a model directory; --decoder-parts writes a tokenizer run's decoder side")
+        if args.weak or args.transformer_from:
+            raise ValueError("--weak and --transformer-from make a model directory; --decoder-parts writes only a "
+                             "tokenizer run's decoder side")
         files = export_decoder_parts(args.run, args.out, which=args.which or "last", dtype=dtype)
         print("wrote " + ", ".join(str(f) for f in files))
         return 0
-    export_run(args.run, args.out, which=args.which or "best", dtype=dtype, weak=args.weak)
+    export_run(args.run, args.out, which=args.which or "best", dtype=dtype, weak=args.weak,
+               transformer_from=args.transformer_from)
     print(f"wrote model directory {args.out}")
     return 0
 
@@ -110,6 +112,9 @@ def register(sub) -> None:
     q.add_argument("--weak", metavar="CHECKPOINT|MODEL_DIR",
                    help="also store a weak transformer for --weak-guidance: an earlier checkpoint of the run "
                         "(a path, or best/last) or a model directory with a transformer of the same architecture")
+    q.add_argument("--transformer-from", metavar="MODEL_DIR",
+                   help="from a --decoder-only tokenizer run: a full model with MODEL_DIR's transformer, weak "
+                        "transformer and inpainting settings (refused if the run's tokens differ from MODEL_DIR's)")
     q.add_argument("--decoder-parts", action="store_true",
                    help="from a tokenizer run, write what a later decoder run warm-starts from instead of a model "
                         "directory: decoder.safetensors (its EMA if kept), discriminator.safetensors, tokenizer.yaml")

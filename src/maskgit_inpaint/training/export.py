@@ -66,15 +66,53 @@ def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: di
     return model.eval(), kind
 
 
+TOKEN_SIDE = ("encoder.", "quant_conv.", "codebook.")
+
+
+def with_transformer_from(tokenizer_model: MaskGIT, source: str | Path) -> MaskGIT:
+    """A full model: the tokenizer of `tokenizer_model` (a decoder-only run) with the transformer,
+    weak transformer and inpainting settings of the model directory `source`. Refused unless
+    both tokenizers encode alike (same encoder side), since the transformer reads those tokens."""
+    src = MaskGIT.from_dir(source)
+    own, theirs = tokenizer_model.tokenizer.state_dict(), src.tokenizer.state_dict()
+    differ = [k for k in own if k.startswith(TOKEN_SIDE) and
+              (k not in theirs or theirs[k].shape != own[k].shape
+               or not torch.allclose(theirs[k].float(), own[k].float(), rtol=1e-3, atol=1e-4))]
+    differ += [k for k in theirs if k.startswith(TOKEN_SIDE) and k not in own]
+    if differ:
+        raise ValueError(f"--transformer-from {source}: its tokenizer encodes differently from this run's "
+                         f"({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''} differ), so its transformer "
+                         "would read other tokens; only a --decoder-only run from it can take its transformer")
+    model = MaskGIT({**src.config, "tokenizer": tokenizer_model.config["tokenizer"]})
+    model.tokenizer.load_state_dict(tokenizer_model.tokenizer.state_dict())
+    model.transformer.load_state_dict(src.transformer.state_dict())
+    if src.weak_transformer is not None:
+        model.set_weak_transformer(src.weak_transformer.state_dict(), Path(source) / "weak_transformer.safetensors")
+    return model.eval()
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
-               dtype: torch.dtype | None = None, weak: str | Path | None = None) -> Path:
+               dtype: torch.dtype | None = None, weak: str | Path | None = None,
+               transformer_from: str | Path | None = None) -> Path:
     """Write a model directory from a run: tokenizer-only from a tokenizer run, the full model
     (tokenizer included) from a transformer run. `weak` adds the weak transformer that
     `sampler.weak_guidance` guides against: a checkpoint of the run (as `which`: an earlier,
-    less trained one) or a model directory with a transformer of the same architecture."""
+    less trained one) or a model directory with a transformer of the same architecture.
+    `transformer_from`: a tokenizer run's decoder with a model directory's transformer (see
+    `with_transformer_from`)."""
     ckpt_path = find_checkpoint(Path(run_dir), which)
     model, kind = model_from_checkpoint(run_dir, ckpt_path)
     note = ""
+    if transformer_from is not None:
+        if kind != "tokenizer":
+            raise ValueError(f"--transformer-from: {run_dir} is a transformer run; it exports its own transformer")
+        if weak is not None:
+            raise ValueError("--transformer-from takes the weak transformer from that model directory; drop --weak")
+        model = with_transformer_from(model, transformer_from)
+        model.save(out_dir, dtype=dtype)
+        print(f"exported the tokenizer from {ckpt_path} with the transformer of {transformer_from} to {out_dir}",
+              file=sys.stderr)
+        return Path(out_dir)
     if weak is not None:
         if kind != "transformer":
             raise ValueError(f"--weak: {run_dir} is a tokenizer run; a weak transformer needs a transformer run")
