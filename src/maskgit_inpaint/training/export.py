@@ -138,7 +138,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
     return Path(out_dir)
 
 
-
 def export_decoder_parts(run_dir: str | Path, out_dir: str | Path, which: str = "last",
                          dtype: torch.dtype | None = None) -> list[Path]:
     """The files a later decoder run warm-starts from (`init_decoder`, `init_disc`): the decoder
@@ -150,8 +149,7 @@ def export_decoder_parts(run_dir: str | Path, out_dir: str | Path, which: str = 
         raise ValueError(f"--decoder-parts: {run_dir} is not a tokenizer run")
     ckpt_path = find_checkpoint(run_dir, which)
     sd = load_checkpoint_state(ckpt_path)["state_dict"]
-    side = ("decoder.", "post_quant_conv.")
-    decoder = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith(tuple("vqgan." + s for s in side))}
+    decoder = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith(("vqgan.decoder.", "vqgan.post_quant_conv."))}
     ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
     decoder.update(ema)
     written = [out / "decoder.safetensors"]
