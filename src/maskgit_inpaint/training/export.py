@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoints import save_safetensors
+from ..checkpoints import atomic_write, save_safetensors
 from ..config import INFERENCE_KEYS
-from ..model import MaskGIT
+from ..model import WEAK_FILE, MaskGIT
 from .runs import _normalization, load_run_config
 
 
@@ -87,7 +87,7 @@ def with_transformer_from(tokenizer_model: MaskGIT, source: str | Path) -> MaskG
     model.tokenizer.load_state_dict(tokenizer_model.tokenizer.state_dict())
     model.transformer.load_state_dict(src.transformer.state_dict())
     if src.weak_transformer is not None:
-        model.set_weak_transformer(src.weak_transformer.state_dict(), Path(source) / "weak_transformer.safetensors")
+        model.set_weak_transformer(src.weak_transformer.state_dict(), Path(source) / WEAK_FILE)
     return model.eval()
 
 
@@ -158,8 +158,8 @@ def export_decoder_parts(run_dir: str | Path, out_dir: str | Path, which: str = 
     if disc:
         written.append(out / "discriminator.safetensors")
         save_safetensors(disc, written[1], dtype)
-    (out / "tokenizer.yaml").write_text(yaml.safe_dump({"tokenizer": config["tokenizer"],
-                                                        "init": config.get("init")}, sort_keys=False))
+    text = yaml.safe_dump({"tokenizer": config["tokenizer"], "init": config.get("init")}, sort_keys=False)
+    atomic_write(out / "tokenizer.yaml", lambda tmp: Path(tmp).write_text(text))
     written.append(out / "tokenizer.yaml")
     print(f"exported the decoder side{' (EMA)' if ema else ''}{' and the discriminator' if disc else ''} "
           f"from {ckpt_path} to {out}", file=sys.stderr)

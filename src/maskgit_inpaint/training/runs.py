@@ -226,24 +226,25 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
 def _load_parts(module: TokenizerModule, t) -> None:
     """`init_decoder` / `init_disc`: decoder-side and discriminator weights over the init ones,
     each file loaded whole or refused with the keys that do not fit."""
-    if t["init_decoder"]:
-        side = nn.ModuleDict({"decoder": module.vqgan.decoder, "post_quant_conv": module.vqgan.post_quant_conv})
-        sd = load_safetensors(t["init_decoder"])
+    if t["init_disc"] and module.disc is None:
+        raise ValueError("tokenizer_training.init_disc: this run has no discriminator (gan_weight is 0)")
+    parts = [("init_decoder", "decoder side",
+              lambda: nn.ModuleDict({"decoder": module.vqgan.decoder, "post_quant_conv": module.vqgan.post_quant_conv}),
+              "a widened decoder needs the same --widen-decoder and --init it was trained with"),
+             ("init_disc", "discriminator", lambda: module.disc,
+              "disc_channels and disc_layers must match the run that trained it")]
+    for key, what, target, hint in parts:
+        if not t[key]:
+            continue
         try:
-            load_strict(side, sd, t["init_decoder"])
+            sd = load_safetensors(t[key])
         except WeightsError as e:
-            raise WeightsError(f"tokenizer_training.init_decoder: {e} (a widened decoder needs the same "
-                               "--widen-decoder and --init it was trained with)") from None
-        log.info("decoder side initialised from %s", t["init_decoder"])
-    if t["init_disc"]:
-        if module.disc is None:
-            raise ValueError("tokenizer_training.init_disc: this run has no discriminator (gan_weight is 0)")
+            raise WeightsError(f"tokenizer_training.{key}: {e}") from None
         try:
-            load_strict(module.disc, load_safetensors(t["init_disc"]), t["init_disc"])
+            load_strict(target(), sd, t[key])
         except WeightsError as e:
-            raise WeightsError(f"tokenizer_training.init_disc: {e} (disc_channels and disc_layers must match "
-                               "the run that trained it)") from None
-        log.info("discriminator initialised from %s", t["init_disc"])
+            raise WeightsError(f"tokenizer_training.{key}: {e} ({hint})") from None
+        log.info("%s initialised from %s", what, t[key])
 
 
 def _stage1_strategy(strategy: str) -> str:
