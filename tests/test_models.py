@@ -386,6 +386,40 @@ def test_save_load_round_trip(tiny, tmp_path, tools):
     assert model_hash(d) == model_hash(d2)
 
 
+def test_a_large_tokenizer_keeps_its_decoder_side_in_its_own_file(tiny, tmp_path, monkeypatch):
+    """Over `SPLIT_BYTES` the decoder side goes to decoder.safetensors (each file stays small
+    enough to commit); the directory loads as before, and saving it small again drops the file."""
+    import maskgit_inpaint.model as model_mod
+
+    full = sum(v.numel() * v.element_size() for v in tiny.tokenizer.state_dict().values())
+    monkeypatch.setattr(model_mod, "SPLIT_BYTES", full // 2)
+    d = tiny.save(tmp_path / "split")
+    assert (d / "decoder.safetensors").is_file()
+    from safetensors import safe_open
+    with safe_open(str(d / "decoder.safetensors"), "pt") as f:
+        dec_keys = set(f.keys())
+    with safe_open(str(d / "tokenizer.safetensors"), "pt") as f:
+        enc_keys = set(f.keys())
+    assert dec_keys and all(k.startswith(("decoder.", "post_quant_conv.")) for k in dec_keys)
+    assert enc_keys and not enc_keys & dec_keys and enc_keys | dec_keys == set(tiny.tokenizer.state_dict())
+    loaded = MaskGIT.from_dir(d)
+    x = images(2)
+    tok = tiny.encode(x)
+    assert torch.equal(loaded.encode(x), tok) and torch.equal(loaded.decode(tok), tiny.decode(tok))
+    monkeypatch.setattr(model_mod, "SPLIT_BYTES", full * 2)
+    loaded.save(d)
+    assert not (d / "decoder.safetensors").exists()
+    assert torch.equal(MaskGIT.from_dir(d).decode(tok), tiny.decode(tok))
+
+
+def test_a_decoder_file_that_repeats_tokenizer_weights_is_refused(tiny, tmp_path):
+    d = tiny.save(tmp_path / "m")
+    sd = tiny.tokenizer.state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items() if k.startswith("decoder.")}, str(d / "decoder.safetensors"))
+    with pytest.raises(ModelDirError, match=r"tokenizer.safetensors and decoder.safetensors both hold decoder\."):
+        MaskGIT.from_dir(d)
+
+
 def test_fp16_save_loads_into_fp32(tiny, tmp_path):
     d = tiny.save(tmp_path / "half", dtype=torch.float16)
     loaded = MaskGIT.from_dir(d)

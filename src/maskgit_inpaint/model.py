@@ -2,7 +2,8 @@
 
 A model directory holds `config.yaml`, `tokenizer.safetensors` and, for a full model,
 `transformer.safetensors`; optionally `weak_transformer.safetensors`, a weaker transformer of
-the same architecture (an earlier checkpoint) for `sampler.weak_guidance`. Nothing in it is pickled.
+the same architecture (an earlier checkpoint) for `sampler.weak_guidance`. A tokenizer too large
+for one file keeps its decoder side in `decoder.safetensors`. Nothing in it is pickled.
 """
 from __future__ import annotations
 
@@ -20,11 +21,16 @@ from .checkpoints import WeightsError, atomic_write, load_safetensors, load_stri
 from .masks import harmonic_fill, pixel_to_token_mask
 from .sampling import SamplerConfig, inpaint_tokens
 from .settings import HOLE_FILLS, PRECISIONS, InpaintSettings, resolve_precision
-from .tokenizer import VQGAN, TokenizerConfig
+from .tokenizer import DECODER_SIDE, VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
 
 FORMAT = "maskgit-inpaint/1"
 WEAK_FILE = "weak_transformer.safetensors"
+TOKENIZER_FILE = "tokenizer.safetensors"
+DECODER_FILE = "decoder.safetensors"
+# Above this a tokenizer's decoder side is saved on its own: every file then stays under the
+# 16 MB that the repository takes without LFS (a 2x wide decoder is 17 MB in fp16).
+SPLIT_BYTES = 15_000_000
 DEFAULT_NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
@@ -267,7 +273,15 @@ class MaskGIT(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         config = dict(self.config)
         config["format"] = FORMAT
-        save_safetensors(self.tokenizer.state_dict(), out / "tokenizer.safetensors", dtype)
+        tok = self.tokenizer.state_dict()
+        size = sum(v.numel() * (dtype.itemsize if dtype is not None and v.is_floating_point() else v.element_size())
+                   for v in tok.values())
+        if size > SPLIT_BYTES:
+            save_safetensors({k: v for k, v in tok.items() if k.startswith(DECODER_SIDE)}, out / DECODER_FILE, dtype)
+            tok = {k: v for k, v in tok.items() if not k.startswith(DECODER_SIDE)}
+        elif (out / DECODER_FILE).exists():
+            (out / DECODER_FILE).unlink()  # a stale decoder side would be merged into this tokenizer
+        save_safetensors(tok, out / TOKENIZER_FILE, dtype)
         if self.transformer is not None:
             save_safetensors(self.transformer.state_dict(), out / "transformer.safetensors", dtype)
         if self.weak_transformer is not None:
@@ -301,7 +315,7 @@ class MaskGIT(nn.Module):
         except (TypeError, ValueError) as e:
             raise ModelDirError(f"{cfg_path}: {e}") from None
         try:
-            load_strict(model.tokenizer, load_safetensors(d / "tokenizer.safetensors"), d / "tokenizer.safetensors")
+            load_strict(model.tokenizer, *_tokenizer_weights(d))
             if model.transformer is not None:
                 load_strict(model.transformer, load_safetensors(d / "transformer.safetensors"),
                             d / "transformer.safetensors")
@@ -313,6 +327,20 @@ class MaskGIT(nn.Module):
             raise ModelDirError(f"{cfg_path}: sampler.weak_guidance is on but {d / WEAK_FILE} is missing "
                                 "(add it, or set weak_guidance: false)")
         return model.to(device).eval()
+
+
+def _tokenizer_weights(d: Path) -> tuple[dict, str]:
+    """The tokenizer's state dict, from `tokenizer.safetensors` alone or with `decoder.safetensors`."""
+    sd = load_safetensors(d / TOKENIZER_FILE)
+    if not (d / DECODER_FILE).is_file():
+        return sd, str(d / TOKENIZER_FILE)
+    dec = load_safetensors(d / DECODER_FILE)
+    both = sorted(set(sd) & set(dec))
+    if both:
+        raise ModelDirError(f"{d}: {TOKENIZER_FILE} and {DECODER_FILE} both hold {', '.join(both[:3])}"
+                            f"{', ...' if len(both) > 3 else ''}; a model directory keeps each weight in one file "
+                            "(is this a `--decoder-parts` export written over a model directory?)")
+    return {**sd, **dec}, f"{d / TOKENIZER_FILE} + {d / DECODER_FILE}"
 
 
 def model_hash(model_dir: str | Path) -> str:

@@ -180,6 +180,9 @@ class Encoder(nn.Module):
 
 # the weights a mask-conditioned decoder adds (its branch and the 1x1 injections)
 COND_PARAMS = ("decoder.cond.", "decoder.inject.")
+# the weights that turn an image into tokens, and the rest, which turn tokens into an image
+TOKEN_SIDE = ("encoder.", "quant_conv.", "codebook.")
+DECODER_SIDE = ("decoder.", "post_quant_conv.")
 
 
 class CondEncoder(nn.Module):

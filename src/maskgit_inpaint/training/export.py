@@ -10,6 +10,7 @@ import yaml
 from ..checkpoints import atomic_write, save_safetensors
 from ..config import INFERENCE_KEYS
 from ..model import WEAK_FILE, MaskGIT
+from ..tokenizer import DECODER_SIDE, TOKEN_SIDE
 from .runs import _normalization, load_run_config
 
 
@@ -64,9 +65,6 @@ def model_from_checkpoint(run_dir: str | Path, ckpt_path: str | Path, config: di
     else:
         raise ValueError(f"{run_dir}/config.yaml: unknown run kind {kind!r}")
     return model.eval(), kind
-
-
-TOKEN_SIDE = ("encoder.", "quant_conv.", "codebook.")
 
 
 def with_transformer_from(tokenizer_model: MaskGIT, source: str | Path) -> MaskGIT:
@@ -149,7 +147,7 @@ def export_decoder_parts(run_dir: str | Path, out_dir: str | Path, which: str = 
         raise ValueError(f"--decoder-parts: {run_dir} is not a tokenizer run")
     ckpt_path = find_checkpoint(run_dir, which)
     sd = load_checkpoint_state(ckpt_path)["state_dict"]
-    decoder = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith(("vqgan.decoder.", "vqgan.post_quant_conv."))}
+    decoder = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith(tuple("vqgan." + p for p in DECODER_SIDE))}
     ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
     decoder.update(ema)
     written = [out / "decoder.safetensors"]
