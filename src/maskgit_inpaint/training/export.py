@@ -9,7 +9,7 @@ import yaml
 
 from ..checkpoints import atomic_write, save_safetensors
 from ..config import INFERENCE_KEYS
-from ..model import WEAK_FILE, MaskGIT
+from ..model import DECODER_FILE, WEAK_FILE, MaskGIT
 from ..tokenizer import DECODER_SIDE, TOKEN_SIDE
 from .runs import _normalization, load_run_config
 
@@ -150,7 +150,7 @@ def export_decoder_parts(run_dir: str | Path, out_dir: str | Path, which: str = 
     decoder = {k[len("vqgan."):]: v for k, v in sd.items() if k.startswith(tuple("vqgan." + p for p in DECODER_SIDE))}
     ema = {k[len("ema."):]: v for k, v in sd.items() if k.startswith("ema.")}
     decoder.update(ema)
-    written = [out / "decoder.safetensors"]
+    written = [out / DECODER_FILE]
     save_safetensors(decoder, written[0], dtype)
     disc = {k[len("disc."):]: v for k, v in sd.items() if k.startswith("disc.")}
     if disc:
