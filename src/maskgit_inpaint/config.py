@@ -11,6 +11,12 @@ import re
 import yaml
 
 PRESETS = ("tiny", "small", "base")
+# Pixel normalisation of a model's inputs: "default" maps [0, 1] to [-1, 1]; "lab" is the course
+# lab's (ImageNet-like statistics of its training set).
+NORMALIZATIONS = {
+    "default": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    "lab": {"mean": [0.4816, 0.4324, 0.3845], "std": [0.2602, 0.2518, 0.2537]},
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -113,3 +119,13 @@ def resolve(preset_name: str | None = None, config_path: str | Path | None = Non
     if config_path:
         cfg = merge(cfg, load_yaml(config_path))
     return apply_overrides(cfg, overrides or [])
+
+
+def default_model_dir() -> Path:
+    """The pretrained model shipped inside the package."""
+    return Path(str(resources.files("maskgit_inpaint").joinpath("default_model")))
+
+
+def has_default_model() -> bool:
+    d = default_model_dir()
+    return (d / "config.yaml").is_file() and (d / "transformer.safetensors").is_file()

@@ -14,7 +14,7 @@ import torch
 
 from .images import InputError, load_pairs, save_png, to_uint8
 from .masks import generate_masks
-from .model import MaskGIT, resolve_device
+from .model import load_model
 from .pipeline import InpaintPipeline
 from .visualize import step_strip
 
@@ -26,12 +26,13 @@ def make_samples(model_dir: str | Path, count: int = 8, seed: int = 0, steps: in
                  device: str = "auto") -> list[Path]:
     """Generate `count` images from nothing (every token masked) with the model in `model_dir`,
     and one seeded mask per image; write them to `<model_dir>/samples/` and `samples/masks/`."""
-    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
+    model, _ = load_model(model_dir, device)
     size = model.image_size
     blank = torch.zeros(count, 3, size, size)
     nothing_known = torch.zeros(count, size, size, dtype=torch.bool)
-    seeds = torch.arange(count) + 1000 * seed
-    res = model.inpaint(blank, nothing_known, seed=seeds, composite=False, steps=steps, sweet_spot=None)
+    seeds = torch.arange(count) + 1000 * seed  # nothing is known: the images differ by their seeds alone
+    res = InpaintPipeline(model).generate(blank, nothing_known, seed=seeds, composite=False, steps=steps,
+                                          sweet_spot=None)
     out = Path(model_dir) / "samples"
     (out / "masks").mkdir(parents=True, exist_ok=True)
     written = []
@@ -40,7 +41,7 @@ def make_samples(model_dir: str | Path, count: int = 8, seed: int = 0, steps: in
         kind = SAMPLE_MASK_KINDS[i % len(SAMPLE_MASK_KINDS)]
         known = generate_masks(kind, 1, size, seed=seed * 100 + i)[0]
         save_png(imgs[i], out / f"sample{i}.png")
-        save_png(np.where(known, 255, 0).astype(np.uint8), out / "masks" / f"sample{i}.png")
+        save_png(np.where(known, 0, 255).astype(np.uint8), out / "masks" / f"sample{i}.png")  # white = hole
         written += [out / f"sample{i}.png", out / "masks" / f"sample{i}.png"]
     return written
 
@@ -75,7 +76,7 @@ def run_demo(out_dir: str | Path = "maskgit-demo", device: str = "auto", model_d
     pairs, imgs, known = load_samples(pipe.model_dir)
     names = [p.stem for p, _ in pairs]
     t0 = time.perf_counter()
-    batch = pipe.run(imgs, known, names, seed=seed, return_steps=True)
+    batch = pipe.run(imgs, known, seed=seed, return_steps=True, names=[str(p) for p, _ in pairs])
     seconds = time.perf_counter() - t0
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

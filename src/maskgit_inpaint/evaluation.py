@@ -2,7 +2,8 @@
 FID, KID and P-IDS / U-IDS (see `fid`), for tensors or folders of files.
 
 Conventions: images are uint8 (N, 3, H, W) for the Inception metrics and [0, 1] floats (or uint8)
-for the pixel metrics; a mask is (N, 1, H, W) bool/uint8 with 1/True = known pixel, 0 = hole.
+for the pixel metrics; a mask is (N, 1, H, W) bool/uint8 with 1/True = known pixel, 0 = hole; mask files are white
+where the hole is, as everywhere in the package.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch import nn
 from .fid import (MIN_IDS_IMAGES, EvaluationInputError, _as_uint8, default_inception_path, fid, frechet_distance,
                   inception_discriminative_scores, inception_features, kernel_inception_distance, load_inception,
                   resolve_device)
-from .images import InputError, list_images, open_image, to_rgb
+from .images import InputError, list_images, open_image, pair_by_stem, read_mask, to_rgb
 
 # the Inception metrics are reached from here too: one import for evaluating image sets
 __all__ = ["EvaluationInputError", "default_inception_path", "evaluate_folders", "evaluate_images", "fid",
@@ -149,9 +150,17 @@ def load_image_files(files: list[Path]) -> torch.Tensor:
     return torch.from_numpy(_load_files(files, "RGB")).permute(0, 3, 1, 2).contiguous()
 
 
-def load_mask_files(files: list[Path]) -> torch.Tensor:
-    """bool (N, 1, H, W), True = known, from grayscale PNGs (255 known, 0 hole, threshold 128)."""
-    return torch.from_numpy(_load_files(files, "L") >= 128).unsqueeze(1)
+def load_mask_files(files: list[Path], invert: bool = False) -> torch.Tensor:
+    """bool (N, 1, H, W), True = known, from mask files (white = hole; black with `invert`)."""
+    try:
+        known = [read_mask(p, invert=invert) for p in files]
+    except InputError as e:
+        raise EvaluationInputError(str(e)) from None
+    for p, k in zip(files, known):
+        if k.shape != known[0].shape:
+            raise EvaluationInputError(f"{p}: size {k.shape[1]}x{k.shape[0]} differs from {files[0].name}'s "
+                                       f"{known[0].shape[1]}x{known[0].shape[0]}; all masks must be one size")
+    return torch.from_numpy(np.stack(known)).unsqueeze(1)
 
 
 def load_image_folder(folder: str | os.PathLike) -> tuple[list[str], torch.Tensor]:
@@ -161,35 +170,27 @@ def load_image_folder(folder: str | os.PathLike) -> tuple[list[str], torch.Tenso
 
 
 def pair_files(pred: list[Path], gt: list[Path], masks: list[Path] | None = None,
-               ) -> tuple[list[tuple[Path, Path, Path | None]], str]:
-    """Pair prediction, ground-truth (and mask) files by file stem when every prediction has a
-    match, else by sorted order when the counts match. Returns (triples, 'stem' | 'order')."""
-    groups = [gt] + ([masks] if masks is not None else [])
-    by_stem = [{p.stem: p for p in g} for g in groups]
-    unique = len({p.stem for p in pred}) == len(pred) and all(len(d) == len(g) for d, g in zip(by_stem, groups))
-    if unique and all(p.stem in d for d in by_stem for p in pred):
-        extra = [len(g) - len(pred) for g in groups]
-        if any(extra):
-            warnings.warn(f"pairing by file stem: {extra[0]} ground-truth file(s) without a prediction are ignored",
-                          stacklevel=2)
-        return [(p, by_stem[0][p.stem], by_stem[1][p.stem] if masks is not None else None) for p in pred], "stem"
-    for g, what in zip(groups, ("ground-truth images", "masks")):
-        if len(g) != len(pred):
-            missing = next((p for p in pred if p.stem not in {q.stem for q in g}), None)
-            hint = f" (e.g. none named {missing.stem}.* in {g[0].parent})" if missing is not None else ""
-            raise EvaluationInputError(
-                f"{len(pred)} predictions in {pred[0].parent} but {len(g)} {what} in {g[0].parent}, and their file "
-                f"stems do not match{hint}: files pair by stem, else by sorted order when the counts match")
-    return [(p, g, m) for p, g, m in zip(pred, gt, masks if masks is not None else [None] * len(pred))], "order"
+               ) -> list[tuple[Path, Path, Path | None]]:
+    """(prediction, ground truth, mask) by file stem; a prediction without its ground truth or
+    mask is an error that names it (files left over in those folders are ignored, with a warning)."""
+    try:
+        gts = pair_by_stem(pred, gt, "ground-truth image")
+        ms = pair_by_stem(pred, masks, "mask") if masks is not None else [None] * len(pred)
+    except InputError as e:
+        raise EvaluationInputError(str(e)) from None
+    if len(gt) > len(pred):
+        warnings.warn(f"{len(gt) - len(pred)} ground-truth file(s) in {gt[0].parent} without a prediction are ignored",
+                      stacklevel=2)
+    return list(zip(pred, gts, ms))
 
 
-def load_evaluation_folders(pred_dir, gt_dir, mask_dir=None):
+def load_evaluation_folders(pred_dir, gt_dir, mask_dir=None, invert_mask: bool = False):
     """Paired (pred uint8, gt uint8, known-mask bool or None, pred file names, pairing) from folders,
     checking that each pair has one size."""
     pred_files = list_image_files(pred_dir, "prediction")
     gt_files = list_image_files(gt_dir, "ground-truth")
     mask_files = list_image_files(mask_dir, "mask") if mask_dir is not None else None
-    triples, pairing = pair_files(pred_files, gt_files, mask_files)
+    triples, pairing = pair_files(pred_files, gt_files, mask_files), "stem"
     pred = load_image_files([t[0] for t in triples])
     gt = load_image_files([t[1] for t in triples])
     if pred.shape[2:] != gt.shape[2:]:
@@ -197,7 +198,7 @@ def load_evaluation_folders(pred_dir, gt_dir, mask_dir=None):
                                    f"{triples[0][1]} is {gt.shape[3]}x{gt.shape[2]}")
     masks = None
     if mask_files is not None:
-        masks = load_mask_files([t[2] for t in triples])
+        masks = load_mask_files([t[2] for t in triples], invert_mask)
         if masks.shape[2:] != pred.shape[2:]:
             raise EvaluationInputError(f"{triples[0][2]}: masks are {masks.shape[3]}x{masks.shape[2]} but images "
                                        f"are {pred.shape[3]}x{pred.shape[2]}")

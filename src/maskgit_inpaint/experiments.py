@@ -26,7 +26,7 @@ import torchmetrics
 from . import __version__
 from .checkpoints import atomic_write
 from .compositing import paste_known
-from .images import list_images, load_pairs, read_image, resize_known, to_tensor
+from .images import list_images, load_pairs, quantize as to_uint8, read_image, resize_known, to_tensor
 from .model import MaskGIT, model_hash
 from .pipeline import InpaintPipeline, resize_rgb
 from .settings import InpaintSettings, resolve_precision
@@ -37,10 +37,11 @@ from .fid import default_inception_path, frechet_distance, inception_features, k
 
 
 # ----------------------------------------------------------------------------- inputs
-def load_eval_set(images_dir, masks_dir, size: int, limit: int | None = None, hole_value: int = 0):
-    """(names, images01 (N,3,H,W) float, known (N,H,W) bool) for paired image/mask folders,
-    all checked before any work starts. `limit` keeps the first N pairs (sorted by name)."""
-    pairs, imgs, known = load_pairs(images_dir, masks_dir, hole_value)
+def load_eval_set(images_dir, masks_dir, size: int, limit: int | None = None, invert: bool = False):
+    """(names, images01 (N,3,H,W) float, known (N,H,W) bool) for paired image/mask folders
+    (white = hole, black with `invert`), all checked before any work starts. `limit` keeps the
+    first N pairs (sorted by name)."""
+    pairs, imgs, known = load_pairs(images_dir, masks_dir, invert)
     if limit:
         pairs, imgs, known = pairs[:limit], imgs[:limit], known[:limit]
     imgs = [resize_rgb(a, size) for a in imgs]
@@ -56,17 +57,23 @@ def load_images(images_dir, size: int, limit: int | None = None):
     return [f.stem for f in files], to_tensor([read_image(f, size) for f in files])
 
 
-def to_uint8(images01: torch.Tensor) -> torch.Tensor:
-    return (images01.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
 # ----------------------------------------------------------------------------- running the model
-def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, names: list[str], settings, seed: int,
-                batch_size: int = 64, tokens_out: list | None = None) -> tuple[torch.Tensor, float]:
+def inpaint_all(model, images01: torch.Tensor, known: torch.Tensor, settings, seed: int,
+                batch_size: int = 64, tokens_out: list | None = None, desc: str = "inpaint") -> tuple[torch.Tensor, float]:
     """Raw decoded outputs (N,3,H,W) in [0,1] and seconds per image, through the pipeline's
-    evaluation loop: per-image seeds come from the file names as in `maskgit inpaint`."""
-    return InpaintPipeline(model).inpaint_tensors(images01, known, names, seed, settings, batch_size,
-                                                  composite=False, tokens_out=tokens_out)
+    evaluation loop (seeded as `maskgit inpaint` seeds the same images), with a progress bar."""
+    with progress_bar(len(images01), desc) as bar:
+        return InpaintPipeline(model, settings).inpaint_tensors(
+            images01, known, seed, settings, batch_size, composite=False, tokens_out=tokens_out,
+            progress=lambda done: bar.update(done - bar.n))
+
+
+def progress_bar(total: int, desc: str):
+    """A progress bar on stderr for work over `total` images (off when stderr is not a terminal
+    and for tiny jobs)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="image", file=sys.stderr, leave=False, disable=total < 2 or None)
 
 
 @torch.no_grad()
@@ -201,7 +208,8 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
                 raw, spi = decode_all(model, hit[0], batch_size, images01, known, cfg.decode_known), hit[1]
             else:
                 toks: list = []
-                raw, spi = inpaint_all(model, images01, known, names, cfg, seed, batch_size, toks)
+                raw, spi = inpaint_all(model, images01, known, cfg, seed, batch_size, toks,
+                                       desc=f"run {i + 1}/{len(configs)}, seed {seed}")
                 if cache:
                     cache.put(cfg, seed, torch.cat(toks), spi)
             comp = paste_known(raw, images01, known, cfg.blend)
@@ -351,7 +359,7 @@ def run_checkpoints(run_dir) -> list[Path]:
 
 def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int = 0, settings: dict | None = None,
                   limit: int | None = None, batch_size: int = 64, device="cpu", inception=None,
-                  log=print) -> dict:
+                  log=print, invert_mask: bool = False) -> dict:
     """FID of every epoch checkpoint of a run: inpainting FID (raw and composite) for a
     transformer run, reconstruction FID for a tokenizer run. `settings`: InpaintSettings fields
     over the run's own. Writes fid_curve.{csv,json,png}."""
@@ -367,7 +375,7 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
     if kind == "transformer":
         if masks_dir is None:
             raise ValueError(f"{run_dir} is a transformer run: pass --masks DIR to measure inpainting FID")
-        names, images01, known = load_eval_set(images_dir, masks_dir, size, limit)
+        names, images01, known = load_eval_set(images_dir, masks_dir, size, limit, invert_mask)
         tok = MaskGIT.from_dir(config["tokenizer_dir"], require_transformer=False)
     else:
         names, images01 = load_images(images_dir, size, limit)
@@ -384,8 +392,8 @@ def run_fid_curve(run_dir, images_dir, masks_dir=None, out_dir=None, seed: int =
                "step": int(meta.get("global_step", -1))}
         if kind == "transformer":
             # a checkpoint has no weak transformer: weak guidance (e.g. kept from an --init model) is off
-            sampler = model.settings.override(**({"weak_guidance": False} | (settings or {})))
-            raw, spi = inpaint_all(model, images01, known, names, sampler, seed, batch_size)
+            sampler = model.default_settings.override(**({"weak_guidance": False} | (settings or {})))
+            raw, spi = inpaint_all(model, images01, known, sampler, seed, batch_size, desc=path.name)
             row["fid_raw"] = frechet_distance(inception_features(to_uint8(raw), inception, 50, device), gt_f)
             comp = paste_known(raw, images01, known, sampler.blend)
             row["fid_composite"] = frechet_distance(inception_features(to_uint8(comp), inception, 50, device), gt_f)

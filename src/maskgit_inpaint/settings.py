@@ -3,17 +3,83 @@ how known pixels go back, what a mask-conditioned decoder is given, and the tran
 
 A model directory's config.yaml gives its defaults; every front end (CLI flags, sweep axes, the
 token cache's key, the web app's controls) is derived from these fields rather than listing them.
+This module imports no torch, so that `maskgit --help` answers at once.
 """
 from __future__ import annotations
 
-import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-import torch
+# schedules.SCHEDULES' names (a test keeps the two equal); listed here to keep this module torch-free
+SCHEDULE_NAMES = ("arccos", "constant", "cosine", "linear", "sine_linear", "sqrt", "square")
+# How the context guidance scale varies over the steps (see `SamplerConfig.guidance_at`).
+GUIDANCE_SCHEDULES = ("constant", "linear")
+# How known pixels go back over the output: seamless cloning, or a plain paste (see compositing.py).
+BLENDS = ("poisson", "paste")
 
-from .compositing import BLENDS
-from .sampling import SamplerConfig, option
+
+def option(default, help: str, choices=None, common: bool = False, tokens: bool = True, ui: tuple | None = None):
+    """A settings field with what its command-line flag, sweep axis and web-app control need:
+    `help`, `choices`, `common` (shown in the short option list), `tokens` (whether it can change
+    the sampled tokens: the token cache's key) and `ui` (slider range (lo, hi, step))."""
+    return field(default=default, metadata={"help": help, "choices": choices, "common": common,
+                                            "tokens": tokens, "ui": ui})
+
+
+@dataclass
+class SamplerConfig:
+    gamma: str = option("cosine", "mask schedule", choices=SCHEDULE_NAMES, common=True)
+    steps: int = option(8, "total iterations T of the schedule", common=True, ui=(1, 32, 1))
+    sweet_spot: int | None = option(None, "stop early after this many steps (none = all T)", common=True,
+                                    ui=(0, 32, 1))
+    choice_temperature: float = option(4.5, "Gumbel noise on the confidences (which tokens are kept), "
+                                            "annealed to 0", common=True, ui=(0, 10, 0.1))
+    token_temperature: float = option(1.0, "temperature of the token draw (0 = argmax)", common=True,
+                                      ui=(0, 2, 0.05))
+    # context guidance: logits + w * (logits - logits with the known tokens masked); a second pass per step
+    guidance: float = option(0.0, "context guidance scale w (0 = off; costs a second pass)", ui=(0, 4, 0.1))
+    guidance_steps: int | None = option(None, "guide only the first K steps (none = every step)", ui=(0, 32, 1))
+    guidance_schedule: str = option("constant", "guidance per step (linear: rising to w)",
+                                    choices=GUIDANCE_SCHEDULES)
+    # 0 = any hole pixel makes the token unknown: the course lab's rule
+    token_threshold: float = option(0.0, "regenerate a token when more than this share of it is hole",
+                                    ui=(0, 0.9375, 0.0625))
+    # the guidance's free pass on a weaker transformer (an earlier checkpoint) instead of on the model
+    weak_guidance: bool = option(False, "guide against the model's weak transformer")
+
+    def validate(self) -> None:
+        if self.gamma not in SCHEDULE_NAMES:
+            raise ValueError(f"unknown mask schedule {self.gamma!r}; choose from {', '.join(SCHEDULE_NAMES)}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.sweet_spot is not None and self.sweet_spot < 1:
+            raise ValueError(f"sweet_spot must be >= 1, got {self.sweet_spot}")
+        if self.token_temperature < 0 or self.choice_temperature < 0:
+            raise ValueError("temperatures must be >= 0")
+        if not self.guidance >= 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if self.guidance_steps is not None and self.guidance_steps < 1:
+            raise ValueError(f"guidance_steps must be >= 1 (or None for every step), got {self.guidance_steps}")
+        if self.guidance_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"guidance_schedule must be one of {', '.join(GUIDANCE_SCHEDULES)}, "
+                             f"got {self.guidance_schedule!r}")
+        if not 0 <= self.token_threshold < 1:
+            raise ValueError(f"token_threshold must be in [0, 1), got {self.token_threshold}")
+        if not isinstance(self.weak_guidance, bool):
+            raise ValueError(f"weak_guidance must be true or false, got {self.weak_guidance!r}")
+
+    def guidance_at(self, t: int) -> float:
+        """The guidance scale of step t (1-based): 0 where the step is not guided."""
+        if not self.guidance or (self.guidance_steps is not None and t > self.guidance_steps):
+            return 0.0
+        if self.guidance_schedule == "linear":
+            return self.guidance * t / self.steps
+        return self.guidance
+
+    @property
+    def stop(self) -> int:
+        return min(self.sweet_spot or self.steps, self.steps)
+
 
 # What the encoder sees in the holes: a smooth fill from the surrounding pixels ("harmonic"),
 # or the flat mean colour ("mean", the course lab's choice).
@@ -32,7 +98,7 @@ class InpaintSettings(SamplerConfig):
     # poisson: seamless cloning; paste: plain paste
     blend: str = option("poisson", "how known pixels go back over the output", choices=BLENDS, tokens=False)
     decode_known: bool = option(True, "give a mask-conditioned decoder the known pixels", tokens=False)
-    # auto: bf16 on a GPU, fp32 on a CPU; mixed: fp32 with the guidance's weak pass in bf16
+    # mixed: fp32 with the guidance's weak pass in bf16
     precision: str = option("auto", "of the transformer", choices=PRECISIONS)
 
     def validate(self) -> None:
@@ -77,33 +143,22 @@ class InpaintSettings(SamplerConfig):
         return [f.name for f in fields(cls)]
 
     # ------------------------------------------------------------------ views
-    def sampler(self) -> SamplerConfig:
-        return SamplerConfig(**{f.name: getattr(self, f.name) for f in fields(SamplerConfig)})
-
-    def to_config(self) -> dict:
-        """The model-config form (sampler section + top-level keys; precision is a run-time choice)."""
-        d = asdict(self)
-        return {"sampler": {f.name: d[f.name] for f in fields(SamplerConfig)}, **{k: d[k] for k in TOP_LEVEL}}
-
     def token_key(self) -> dict:
         """The fields that can change the sampled tokens (what the token cache hashes)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("tokens", True)}
 
-    def resolved_precision(self, device: torch.device | str) -> str:
-        return resolve_precision(self.precision, device)
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> str:
+def resolve_precision(precision: str, device) -> str:
     """'auto' is bf16 on a GPU that supports it and fp32 on CPU, where results then match the
     published figures bit for bit; bf16 on CPU is an opt-in speed-up. 'mixed' runs the model's
     own pass in fp32 and only the guidance's pass on the weak transformer in bf16."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    import torch  # here, not at the top: this module stays torch-free for the CLI's start-up
+
     device = torch.device(device)
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return precision
 
-
-def deprecated(old: str, new: str) -> None:
-    warnings.warn(f"{old} is deprecated, use {new}", FutureWarning, stacklevel=3)

@@ -63,6 +63,7 @@ class TokenCache:
         _digest(h, images01.float())
         _digest(h, known.bool())
         h.update("\n".join(names).encode())
+        h.update(b"seeds: pipeline.image_seeds")  # per-image seeds from the content (not the names, as before)
         self._base = h
 
     def key(self, settings: InpaintSettings, seed: int) -> str:

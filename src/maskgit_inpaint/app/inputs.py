@@ -114,7 +114,7 @@ def _hole_map(mask: Any) -> np.ndarray:
         arr = arr.mean(axis=2)
     if arr.ndim != 2:
         raise ImageInputError(f"cannot read a mask from an array of shape {arr.shape}")
-    return (arr < 128).astype(np.float32)             # mask picture: 255 known, 0 hole (as masks.py)
+    return (arr >= 128).astype(np.float32)            # mask picture: white = hole, as everywhere
 
 
 def _hole_at_size(hole: np.ndarray, size: int, prepared: PreparedImage | None) -> np.ndarray:
@@ -138,7 +138,7 @@ def known_from_mask(mask: Any, size: int, prepared: PreparedImage | None = None)
     - the editor's value (a dict with `layers`): every painted pixel of every layer is hole;
     - a bool array, True = known (the project's convention);
     - an RGBA brush layer (alpha > 0 is hole);
-    - a mask picture (array, PIL image or path), 255 = known and 0 = hole, like `maskgit masks`.
+    - a mask picture (array, PIL image or path), white = hole, like `maskgit masks` writes.
 
     A mask at the original image's size is centre-cropped like the image; a square mask of
     another size (the editor's upscaled canvas) is scaled, a pixel being hole when any part

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..masks import GENERATORS
-from ..model import load_model
+from ..pipeline import InpaintPipeline
 from ..settings import InpaintSettings
 from .inputs import (MAX_FILE_SIZE, ImageInputError, _write_png_once, display_scale, generated_known_mask,
                      hole_layer, prepare_image, upscale)
@@ -84,12 +84,13 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
     """The Gradio page. The model is loaded once, here (or passed in as `model`)."""
     gr = _gradio()
 
-    if model is None:
-        model, model_dir = load_model(model_dir, device, precision=precision)
-    size = model.image_size
+    pipe = InpaintPipeline(model) if model is not None else \
+        InpaintPipeline.from_pretrained(model_dir, device, precision=precision)
+    model_dir = model_dir or pipe.model_dir
+    size = pipe.size
     scale = display_scale(size)
     samples = find_samples(model_dir)
-    defaults = model.settings
+    defaults = pipe.settings
     out_dir = Path(tempfile.mkdtemp(prefix="maskgit-serve-"))
     model_name = Path(model_dir).name if model_dir else "model"
 
@@ -143,7 +144,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
         except ValueError as e:
             gr.Warning(str(e))
             return None, None, str(e), gr.update(value=None, interactive=False)
-        res = run_inpaint(model, image, editor, settings, seed=int(seed or 0), composite=bool(composite))
+        res = run_inpaint(pipe, image, editor, settings, seed=int(seed or 0), composite=bool(composite))
         {"error": gr.Warning, "warning": gr.Warning}.get(res.level, gr.Info)(res.message)
         if res.result is None:
             return None, None, res.message, gr.update(value=None, interactive=False)
@@ -179,7 +180,7 @@ def build_app(model_dir: str | Path | None = None, device: str = "auto", model=N
                     generate = gr.Button("Draw generated hole", elem_id="generate")
                     clear = gr.Button("Clear hole", elem_id="clear")
             with gr.Column(scale=2):
-                controls = settings_controls(gr, defaults, model)
+                controls = settings_controls(gr, defaults, pipe.model)
                 with gr.Row():
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                     composite = gr.Checkbox(True, label="Composite (keep known pixels)", elem_id="composite")

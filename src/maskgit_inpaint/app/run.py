@@ -3,6 +3,7 @@ call, and a message saying what was done."""
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..images import IMAGE_SUFFIXES
-from ..model import default_model_dir
+from ..config import default_model_dir
 from ..pipeline import InpaintPipeline
 from ..settings import InpaintSettings
 from ..visualize import step_strip
@@ -57,22 +58,24 @@ class InpaintResult:
         return iter((self.result, self.strip, self.message))
 
 
-def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None = None, seed: int = 0,
+def run_inpaint(pipe, image: Any, mask: Any, settings: InpaintSettings | None = None, seed: int = 0,
                 composite: bool = True) -> InpaintResult:
-    """Inpaint one image with a painted or given mask. No Gradio, no browser.
+    """Inpaint one image with a painted or given mask through `pipe` (an InpaintPipeline, or a
+    model to make one of), as every other door does. No Gradio, no browser.
 
     `image`: (H, W, 3) uint8 array, PIL image, path or bytes, of any size (centre-cropped and
     resized to the model's size, with a note in the message). `mask`: the editor's value,
     a bool known mask (True = known) or an RGBA brush layer; see `known_from_mask`.
     Bad input gives a result of None and a message saying why, never an exception.
     """
-    size = model.image_size
+    pipe = pipe if isinstance(pipe, InpaintPipeline) else InpaintPipeline(pipe)
+    size = pipe.size
     if image is None:
         return InpaintResult(None, None, "No image yet: pick a sample or upload an image.", "error")
     try:
         prepared = prepare_image(image, size)
         known = known_from_mask(mask, size, prepared)
-        sampler = model.resolve_settings(settings)
+        sampler = pipe.resolve(settings)
     except ImageInputError as e:
         return InpaintResult(None, None, str(e).rstrip(".") + ".", "error")
     except ValueError as e:
@@ -89,9 +92,12 @@ def run_inpaint(model, image: Any, mask: Any, settings: InpaintSettings | None =
         return InpaintResult(prepared.array.copy(), None, " ".join(notes + [msg]), "warning", **base)
 
     t0 = time.perf_counter()
-    # the image's seed is `seed` itself (a name-free upload): seed_for_name of no name
-    batch = InpaintPipeline(model).run([prepared.array], [known], [""], seed=int(seed), settings=sampler,
-                                       composite=bool(composite), return_steps=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batch = pipe.run([prepared.array], [known], seed=int(seed), settings=sampler, composite=bool(composite),
+                         return_steps=True, names=["The mask"])
+    notes += [str(w.message).replace("--invert-mask / ", "") for w in caught
+              if "% hole" in str(w.message) and n_hole != known.size]
     out, result = batch.output, batch.images[0]
     strip = step_strip(batch.inputs01, batch.known, out, size)[0]
     seconds = time.perf_counter() - t0

@@ -1,17 +1,15 @@
 """The `maskgit` command line: each subcommand is a thin layer over the pipeline, training and
-experiments, and shares their one settings object."""
+experiments, and shares their one settings object. Parsing imports no torch: each command
+imports what it needs when it runs, so `--help` and argument errors answer at once."""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
+import warnings
 
 from .. import __version__
-from ..checkpoints import WeightsError
-from ..experiments import set_command
-from ..images import InputError
-from ..model import ModelDirError
 from . import experiments, inpaint, train
 from .options import CLIError
 
@@ -28,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    """The package's progress messages (token cache, skipped files, ...) go to stderr."""
+    """The package's progress messages and warnings (token cache, skipped files, a mask that is
+    all hole, ...) go to stderr as one line each."""
 
     class ToStderr(logging.Handler):
         # the stderr of the moment (not the one at set-up), so redirections and captures see it
@@ -42,14 +41,22 @@ def _setup_logging() -> None:
         log.addHandler(h)
         log.setLevel(logging.INFO)
 
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    warnings.showwarning = show
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
+    from ..experiments import set_command
+
     set_command(["maskgit"] + (list(argv) if argv is not None else sys.argv[1:]))
     try:
         return int(args.func(args) or 0)
-    except (CLIError, InputError, ModelDirError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:
+    # the package's own errors (bad input, model directory, weights, evaluation) are ValueErrors
+    except (CLIError, FileNotFoundError, FileExistsError, ValueError) as e:
         if os.environ.get("MASKGIT_DEBUG"):
             raise
         msg = " ".join(str(e).split())  # one line, even for YAML's multi-line messages

@@ -5,54 +5,70 @@ import sys
 import time
 from pathlib import Path
 
-from ..demo import make_samples, run_demo
-from ..images import InputError, load_pairs, save_png
-from ..lab import import_lab
-from ..masks import generate_masks
-from ..pipeline import InpaintPipeline, describe
-from ..visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
-from .options import CLIError, add_settings_args, formatter, settings_from_args
+from .options import CLIError, add_mask_args, add_settings_args, formatter, settings_from_args
 
 
 def cmd_inpaint(args) -> int:
+    from tqdm import tqdm
+
+    from ..images import InputError, pair_files, read_mask, read_rgba, save_png
+    from ..pipeline import InpaintPipeline, describe, with_alpha
+    from ..visualize import step_strip
+
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     pipe = InpaintPipeline.from_pretrained(args.model, args.device, **settings_from_args(args))
-    settings = pipe.settings
-    bad: list[str] = []
-    pairs, imgs, known = load_pairs(args.images, args.masks, args.hole_value, bad=bad)
-    if not pairs:
-        raise InputError(f"no usable image in {args.images}: " + "; ".join(bad))
-    size = pipe.size
-    for (ip, _), a in zip(pairs, imgs):
-        if a.shape[:2] != (size, size):
-            if args.strict_size:
-                raise InputError(f"{ip}: image is {a.shape[1]}x{a.shape[0]}, expected {size}x{size} (--strict-size)")
-            print(f"warning: {ip}: {a.shape[1]}x{a.shape[0]}: inpainted at {size}x{size}, the hole pasted back "
-                  "at full size", file=sys.stderr)
+    pairs = pair_files(args.images, args.masks)
+    stems = [p.stem for p, _ in pairs]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise InputError(f"{args.images}: several images share the name {dup[0]!r}; outputs would collide")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    by_size: dict = {}
-    for i, a in enumerate(imgs):
-        by_size.setdefault(a.shape[:2], []).append(i)
+    bad: list[str] = []
+    done = 0
     t0 = time.perf_counter()
-    for idx in by_size.values():
-        for j in range(0, len(idx), args.batch_size):
-            part = idx[j:j + args.batch_size]
-            res = pipe.run([imgs[i] for i in part], [known[i] for i in part], [pairs[i][0].stem for i in part],
-                           seed=args.seed, composite=not args.no_composite, dilate=args.dilate,
-                           return_steps=args.save_steps)
-            for n, i in enumerate(part):
-                save_png(res.images[n], out / f"{pairs[i][0].stem}.png")
-            if args.save_steps:
-                strips = step_strip(res.inputs01, res.known, res.output, size)
-                for n, i in enumerate(part):
-                    save_png(strips[n], out / "steps" / f"{pairs[i][0].stem}.png")
+    bar = tqdm(total=len(pairs), unit="image", desc="inpaint", disable=len(pairs) < 2 or None, file=sys.stderr)
+    for j in range(0, len(pairs), args.batch_size):
+        batch, imgs, alphas, known = [], [], [], []
+        for ip, mp in pairs[j:j + args.batch_size]:
+            try:
+                rgb, alpha = read_rgba(ip, str(ip))
+                if args.strict_size and rgb.shape[:2] != (pipe.size, pipe.size):
+                    raise InputError(f"{ip}: image is {rgb.shape[1]}x{rgb.shape[0]}, expected "
+                                     f"{pipe.size}x{pipe.size} (--strict-size)")
+                k = read_mask(mp, rgb.shape[:2], invert=args.invert_mask)
+            except InputError as e:
+                if len(pairs) == 1:
+                    raise
+                bad.append(str(e))
+                bar.update(1)
+                continue
+            batch.append(ip)
+            imgs.append(rgb)
+            alphas.append(alpha)
+            known.append(k)
+        if not batch:
+            continue
+        res = pipe.run(imgs, known, seed=args.seed, composite=not args.no_composite, dilate=args.dilate,
+                       return_steps=args.save_steps, resize_mode=args.resize_mode, crop_margin=args.crop_margin,
+                       names=[str(p) for p in batch], batch_size=args.batch_size)
+        for ip, img, alpha in zip(batch, res.images, alphas):
+            save_png(with_alpha(img, alpha), out / f"{ip.stem}.png")
+        if args.save_steps:
+            strips = step_strip(res.inputs01, res.known, res.output, pipe.size)
+            for ip, strip in zip(batch, strips):
+                save_png(strip, out / "steps" / f"{ip.stem}.png")
+        done += len(batch)
+        bar.update(len(batch))
+    bar.close()
+    if not done:
+        raise InputError(f"no usable image in {args.images}: " + "; ".join(bad))
     dt = time.perf_counter() - t0
-    print(f"inpainted {len(pairs)} images into {out} in {dt:.1f} s ({1000 * dt / len(pairs):.0f} ms/image; "
-          f"{describe(settings, pipe.model)}{' raw decode' if args.no_composite else ''} model={pipe.model_dir})")
+    print(f"inpainted {done} images into {out} in {dt:.1f} s ({1000 * dt / done:.0f} ms/image; "
+          f"{describe(pipe.settings, pipe.model)}{' raw decode' if args.no_composite else ''} model={pipe.model_dir})")
     if bad:
-        print(f"maskgit inpaint: error: {len(bad)} of {len(bad) + len(pairs)} inputs skipped:", file=sys.stderr)
+        print(f"maskgit inpaint: error: {len(bad)} of {len(pairs)} inputs skipped:", file=sys.stderr)
         for msg in bad:
             print(f"  {msg}", file=sys.stderr)
         return 1
@@ -61,6 +77,8 @@ def cmd_inpaint(args) -> int:
 
 # ----------------------------------------------------------------------------- import-lab
 def cmd_import_lab(args) -> int:
+    from ..lab import import_lab
+
     out = import_lab(args.vqgan, args.transformer, args.out, args.config, args.heads)
     print(f"wrote model directory {out}")
     return 0
@@ -68,17 +86,26 @@ def cmd_import_lab(args) -> int:
 
 # ----------------------------------------------------------------------------- masks
 def cmd_masks(args) -> int:
+    import numpy as np
+
+    from ..images import save_png
+    from ..masks import generate_masks
+
     masks = generate_masks(args.kind, args.count, args.size, args.seed)
     out = Path(args.out)
     width = max(4, len(str(args.count - 1)))
     for i, m in enumerate(masks):
-        save_png((m * 255).astype("uint8"), out / f"{i:0{width}d}.png")
-    print(f"wrote {args.count} {args.kind} masks ({100 * (1 - masks.mean()):.1f}% hole pixels) to {out}")
+        save_png(np.where(m, 0, 255).astype(np.uint8), out / f"{i:0{width}d}.png")  # white = hole
+    print(f"wrote {args.count} {args.kind} masks ({100 * (1 - masks.mean()):.1f}% hole pixels, white = hole) to {out}")
     return 0
 
 
 # ----------------------------------------------------------------------------- visualize
 def cmd_visualize(args) -> int:
+    from ..images import load_pairs, save_png
+    from ..pipeline import InpaintPipeline
+    from ..visualize import decoding_frames, plot_schedules, plot_step_counts, save_gif, step_strip
+
     pipe = InpaintPipeline.from_pretrained(args.model, args.device, **settings_from_args(args))
     model, sampler = pipe.model, pipe.settings
     out = Path(args.out)
@@ -90,9 +117,9 @@ def cmd_visualize(args) -> int:
         for flag, path in (("--image", args.image), ("--mask", args.mask)):
             if not Path(path).is_file():
                 raise CLIError(f"{path}: {flag} must be an image file")
-        pairs, imgs, known = load_pairs(args.image, args.mask, args.hole_value)
-        batch = pipe.run(imgs, known, [pairs[0][0].stem], seed=args.seed, composite=not args.no_composite,
-                         return_steps=True)
+        pairs, imgs, known = load_pairs(args.image, args.mask, args.invert_mask)
+        batch = pipe.run(imgs, known, seed=args.seed, composite=not args.no_composite, return_steps=True,
+                         resize_mode=args.resize_mode, crop_margin=args.crop_margin, names=[args.image])
         x, k, res = batch.inputs01, batch.known, batch.output
         save_png(step_strip(x, k, res, model.image_size)[0], out / "steps.png")
         save_gif(decoding_frames(x, k, res, model.image_size), out / "decoding.gif")
@@ -106,6 +133,8 @@ def cmd_visualize(args) -> int:
 
 # ----------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
+    from ..demo import make_samples, run_demo
+
     if args.make_samples:
         if not args.model:
             raise CLIError("--make-samples writes into a model directory: pass --model MODEL_DIR")
@@ -133,18 +162,17 @@ def register(sub) -> None:
                                    "size and pasted back; every other pixel is kept.")
     q.add_argument("--images", required=True, metavar="DIR|FILE", help="images, or one image file")
     q.add_argument("--masks", required=True, metavar="DIR|FILE",
-                   help="masks, paired by file stem (else by order): 0 = hole, 255 = known")
+                   help="masks paired with the images by file stem, or one mask file for all; white = hole")
     q.add_argument("--out", required=True, metavar="DIR", help="one PNG per image, at the image's size")
     q.add_argument("--model", metavar="DIR", help="model directory [the bundled model]")
-    q.add_argument("--seed", type=int, default=0, metavar="N", help="base seed; each image's also depends on its "
-                                                                   "name [0]")
+    q.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="base seed; each image's also depends on its known pixels [0]")
     q.add_argument("--device", default="auto", help="auto, cpu, cuda [auto]")
     add_settings_args(q)
     more = q.add_argument_group("output and input")
     more.add_argument("--no-composite", action="store_true", help="write the raw decode (the lab's protocol)")
     more.add_argument("--save-steps", action="store_true", help="also write per-step strips to OUT/steps/")
-    more.add_argument("--hole-value", type=int, choices=(0, 255), default=0, metavar="0|255",
-                      help="mask value of a hole [0]")
+    add_mask_args(more, regions=True)
     more.add_argument("--strict-size", action="store_true", help="refuse images not at the model's size")
     more.add_argument("--dilate", type=int, default=0, metavar="N", help="grow the regenerated tokens by N [0]")
     more.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per model call [64]")
@@ -153,13 +181,13 @@ def register(sub) -> None:
     q = sub.add_parser("visualize", help="figures: mask schedules, per-step strip, decoding GIF")
     q.add_argument("--model", help="model directory (default: the bundled model)")
     q.add_argument("--image", help="an image to inpaint step by step")
-    q.add_argument("--mask", help="its mask (255 = known, 0 = hole)")
+    q.add_argument("--mask", help="its mask (white = hole)")
     q.add_argument("--out", required=True, help="folder for the figures")
     add_settings_args(q)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="auto")
     q.add_argument("--no-composite", action="store_true")
-    q.add_argument("--hole-value", type=int, choices=(0, 255), default=0)
+    add_mask_args(q, regions=True)
     q.set_defaults(func=cmd_visualize)
 
     q = sub.add_parser("demo", help="inpaint the bundled samples with the default model and write a sheet")

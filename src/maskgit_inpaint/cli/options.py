@@ -6,8 +6,7 @@ import shutil
 import sys
 from dataclasses import fields
 
-from ..config import load_yaml
-from ..model import default_model_dir
+from ..config import default_model_dir, load_yaml
 from ..settings import InpaintSettings
 
 
@@ -99,6 +98,30 @@ def add_settings_args(p: argparse.ArgumentParser, sweep: bool = False, only: tup
             new = "--" + name.replace("_", "-")
             p.add_argument(old, dest=name, action=_Deprecated, new=new, help=argparse.SUPPRESS,
                            type=str if sweep else float)
+
+
+class _HoleValue(argparse.Action):
+    """The old --hole-value 0|255 flag: 0 (black = hole) is --invert-mask."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("warning: --hole-value is deprecated: masks are white = hole; use --invert-mask for black holes",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values == 0)
+
+
+def add_mask_args(p, regions: bool = False) -> None:
+    """How masks are read (one rule for every command) and, with `regions`, which part of a large
+    image the model sees."""
+    p.add_argument("--invert-mask", action="store_true",
+                   help="masks are black where the hole is (e.g. the course lab's); default: white = hole")
+    p.add_argument("--hole-value", dest="invert_mask", type=int, choices=(0, 255), action=_HoleValue,
+                   help=argparse.SUPPRESS)
+    if regions:
+        p.add_argument("--resize-mode", choices=("crop", "resize"), default="crop",
+                       help="a large image: inpaint a square around the hole (crop) or the whole image "
+                            "resized (resize) [crop]")
+        p.add_argument("--crop-margin", type=int, metavar="PX",
+                       help="pixels of context around the hole in crop mode [half the hole's size]")
 
 
 def settings_from_args(args) -> dict:

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ..config import inference_settings, resolve
-from ..training import export_decoder_parts, export_run, train_tokenizer, train_transformer
 
 
 def _train_config(args, kind: str) -> dict:
@@ -32,6 +29,8 @@ def _train_config(args, kind: str) -> dict:
 
 
 def cmd_train_tokenizer(args) -> int:
+    from ..training import train_tokenizer
+
     run = train_tokenizer(_train_config(args, "tokenizer"), args.out, resume=args.resume,
                           accelerator=args.accelerator, init=args.init)
     print(f"tokenizer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
@@ -39,6 +38,8 @@ def cmd_train_tokenizer(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ..training import train_transformer
+
     run = train_transformer(_train_config(args, "transformer"), args.out, args.tokenizer, resume=args.resume,
                             accelerator=args.accelerator, init=args.init)
     print(f"transformer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
@@ -46,6 +47,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
+    import torch
+
+    from ..training import export_decoder_parts, export_run
+
     dtype = torch.float16 if args.fp16 else None
     if args.decoder_parts:
         if args.weak or args.transformer_from:

@@ -125,9 +125,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
             weak_sd = {k[len("transformer."):]: v for k, v in sd.items() if k.startswith("transformer.")}
         model.set_weak_transformer(weak_sd, source)
         note = f", weak transformer from {source}"
-    elif model.sampler.weak_guidance:
+    elif model.default_settings.weak_guidance:
         # e.g. a warm start from a model that guides against its own weak transformer
-        model.settings = model.settings.override(weak_guidance=False)
         model.config = {**model.config, "sampler": {**(model.config.get("sampler") or {}), "weak_guidance": False}}
         note = (" (its sampler asked for weak guidance, but no --weak transformer was given: "
                 "exported with weak_guidance off)")
