@@ -76,11 +76,10 @@ def write_png(array: np.ndarray, path: Path) -> Path:
     return path
 
 
-def write_mask(known: np.ndarray, path: Path, hole_value: int = 0) -> Path:
-    arr = np.where(known, 255, 0).astype(np.uint8)
-    if hole_value == 255:
-        arr = 255 - arr
-    return write_png(arr, path)
+def write_mask(known: np.ndarray, path: Path, invert: bool = False) -> Path:
+    """A mask file: white = hole (the package's convention), or black = hole with `invert`."""
+    arr = np.where(known, 0, 255).astype(np.uint8)
+    return write_png(255 - arr if invert else arr, path)
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -39,7 +39,7 @@ def settings(**kw) -> dict:
 def run_inpaint(model, image, mask, kw: dict | None = None):
     kw = dict(kw or {})
     seed, composite = kw.pop("seed", 0), kw.pop("composite", True)
-    return _run_inpaint(model, image, mask, model.settings.override(**kw), seed=seed, composite=composite)
+    return _run_inpaint(model, image, mask, model.default_settings.override(**kw), seed=seed, composite=composite)
 
 
 def test_composite_keeps_known_pixels_and_fills_the_hole(model, image, tools):
@@ -95,7 +95,7 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
     assert "context guidance 2" in on.message and "guidance" not in off.message
     assert not np.array_equal(off.result, on.result)
     assert np.array_equal(off.result[known], on.result[known])
-    saved = model.settings
+    saved = model.default_settings
     try:
         model.settings = saved.override(guidance=2.0, guidance_steps=1)
         first = run_inpaint(model, image, known, {"seed": 0})
@@ -121,13 +121,13 @@ def test_weak_guidance_reaches_the_sampler_and_needs_a_weak_transformer(model, w
     assert np.array_equal(off.result[known], on.result[known])
     missing = run_inpaint(model, image, known, settings(guidance=2.0, weak_guidance=True))
     assert missing.result is None and missing.level == "error" and "weak transformer" in missing.message
-    assert settings_from_ui(weak_model.settings, weak_guidance=True).weak_guidance is True
+    assert settings_from_ui(weak_model.default_settings, weak_guidance=True).weak_guidance is True
 
 
 def test_page_widgets_map_to_settings(model):
     """0 on the page means "run all steps" (sweet spot) and "guide every step" (guided steps);
     an empty number box keeps the model's value."""
-    base = model.settings
+    base = model.default_settings
     s = settings_from_ui(base, gamma="sqrt", steps=8.0, sweet_spot=0, guidance=3.0, guidance_steps=0)
     assert s.sweet_spot is None and s.guidance_steps is None and s.gamma == "sqrt" and s.steps == 8
     cfg = settings_from_ui(base, gamma="sqrt", steps=8.0, sweet_spot=6.0, guidance=3.0, guidance_steps=4.0)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from maskgit_inpaint.pipeline import InpaintPipeline
 from maskgit_inpaint.checkpoints import WeightsError
 from maskgit_inpaint.cli import main
 from maskgit_inpaint.lab import (LAB_NORMALIZATION, LAB_SAMPLER, import_lab, lab_transformer_config,
@@ -180,7 +181,7 @@ def test_import_lab_round_trip(imported_dir, vqgan_file, tf_file, tf_sd):
     # the whole pipeline runs on the imported model (lab logits include the mask token)
     known = torch.ones(1, 64, 64, dtype=torch.bool)
     known[:, 20:40, 20:40] = False
-    out = model.inpaint(images(1, seed=3), known, SamplerConfig(gamma="linear", steps=2), seed=0)
+    out = InpaintPipeline(model).generate(images(1, seed=3), known, SamplerConfig(gamma="linear", steps=2), seed=0)
     assert out.images.shape == (1, 3, 64, 64) and (out.tokens < 1024).all()
 
 

@@ -8,6 +8,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from maskgit_inpaint.pipeline import InpaintPipeline
 from maskgit_inpaint.checkpoints import WeightsError, load_strict
 from maskgit_inpaint.masks import harmonic_fill, pixel_to_token_mask
 from maskgit_inpaint.model import MaskGIT, ModelDirError, model_hash
@@ -82,9 +83,9 @@ def test_tokenizer_sees_one_image_per_call_on_cpu(tiny, monkeypatch):
     monkeypatch.setattr(tiny.tokenizer, "decode",
                         lambda idx, cond=None: sizes.append(("decode", len(idx))) or dec(idx, cond))
     x, known = images(3), hole_mask(3)
-    out = tiny.inpaint(x, known, SamplerConfig(steps=2), seed=torch.tensor([1, 2, 3]), composite=False)
+    out = InpaintPipeline(tiny).generate(x, known, SamplerConfig(steps=2), seed=torch.tensor([1, 2, 3]), composite=False)
     assert sizes == [("encode", 1)] * 3 + [("decode", 1)] * 3
-    alone = tiny.inpaint(x[1:2], known[1:2], SamplerConfig(steps=2), seed=torch.tensor([2]), composite=False)
+    alone = InpaintPipeline(tiny).generate(x[1:2], known[1:2], SamplerConfig(steps=2), seed=torch.tensor([2]), composite=False)
     assert torch.equal(alone.tokens[0], out.tokens[1]) and torch.equal(alone.images[0], out.images[1])
 
 
@@ -105,7 +106,7 @@ def test_fsq_tokenizer_shapes_and_consistency(tools):
         assert rec.shape == (2, 3, 64, 64)
         assert torch.allclose(rec, vq.decode_latents(zq), atol=1e-5)
     # the full pipeline runs with an FSQ tokenizer too
-    out = model.inpaint(images(2), hole_mask(2), SamplerConfig(steps=3), seed=0)
+    out = InpaintPipeline(model).generate(images(2), hole_mask(2), SamplerConfig(steps=3), seed=0)
     assert out.images.shape == (2, 3, 64, 64) and (out.tokens < 256).all()
 
 
@@ -214,7 +215,7 @@ def test_transformer_must_fit_the_tokenizer(tools, key, value):
 # ----------------------------------------------------------------------------- inpainting
 def test_inpaint_outputs_and_composite(tiny):
     x, known = images(2), hole_mask(2)
-    out = tiny.inpaint(x, known, SamplerConfig(steps=4), seed=torch.tensor([1, 2]), return_steps=True)
+    out = InpaintPipeline(tiny).generate(x, known, SamplerConfig(steps=4), seed=torch.tensor([1, 2]), return_steps=True)
     assert out.images.shape == (2, 3, 64, 64)
     assert out.images.min() >= 0 and out.images.max() <= 1
     assert torch.equal(out.images[known[:, None].expand_as(x)], x[known[:, None].expand_as(x)])
@@ -222,7 +223,7 @@ def test_inpaint_outputs_and_composite(tiny):
     assert out.tokens.shape == (2, 256) and (out.tokens < 256).all()
     assert len(out.step_images) == len(out.step_masks) == 4
     assert all(s.shape == (2, 3, 64, 64) for s in out.step_images)
-    raw = tiny.inpaint(x, known, SamplerConfig(steps=4), seed=torch.tensor([1, 2]), composite=False)
+    raw = InpaintPipeline(tiny).generate(x, known, SamplerConfig(steps=4), seed=torch.tensor([1, 2]), composite=False)
     assert torch.equal(raw.tokens, out.tokens)
     assert torch.allclose(raw.images, tiny.decode(out.tokens))
     assert not torch.equal(raw.images, out.images)
@@ -234,8 +235,8 @@ def test_inpaint_keeps_known_tokens_and_ignores_hole_content(tiny, fill):
     y = x.clone()
     y[~known[:, None].expand_as(x)] = torch.rand(int((~known).sum()) * 3)  # different hole content
     cfg = SamplerConfig(steps=4)
-    a = tiny.inpaint(x, known, cfg, seed=3, hole_fill=fill)
-    b = tiny.inpaint(y, known, cfg, seed=3, hole_fill=fill)
+    a = InpaintPipeline(tiny).generate(x, known, cfg, seed=3, hole_fill=fill)
+    b = InpaintPipeline(tiny).generate(y, known, cfg, seed=3, hole_fill=fill)
     assert torch.equal(a.tokens, b.tokens)
     assert torch.equal(a.images[known[:, None].expand_as(x)], b.images[known[:, None].expand_as(x)])
     hole = ~known[:, None].expand_as(x)
@@ -254,7 +255,7 @@ def test_token_threshold_keeps_the_encoded_tokens_of_grazed_patches(tiny):
     the known pixels."""
     x, known = images(2), hole_mask(2)
     cfg = SamplerConfig(steps=4, token_threshold=0.5)
-    out = tiny.inpaint(x, known, cfg, seed=torch.tensor([1, 2]))
+    out = InpaintPipeline(tiny).generate(x, known, cfg, seed=torch.tensor([1, 2]))
     lab = pixel_to_token_mask(known, 16)
     assert torch.equal(out.unknown, pixel_to_token_mask(known, 16, threshold=0.5))
     grazed = lab & ~out.unknown
@@ -266,28 +267,28 @@ def test_token_threshold_keeps_the_encoded_tokens_of_grazed_patches(tiny):
     # the kept tokens come from the fill of the known pixels: what the hole held cannot leak in
     y = x.clone()
     y[~known[:, None].expand_as(x)] = torch.rand(int((~known).sum()) * 3)
-    assert torch.equal(tiny.inpaint(y, known, cfg, seed=torch.tensor([1, 2])).images, out.images)
+    assert torch.equal(InpaintPipeline(tiny).generate(y, known, cfg, seed=torch.tensor([1, 2])).images, out.images)
     # a hole below the threshold everywhere: nothing to generate, the fill's tokens are decoded
     dot = torch.ones(1, 64, 64, dtype=torch.bool)
     dot[0, 5, 5] = False
-    res = tiny.inpaint(x[:1], dot, cfg, seed=0, composite=False, return_steps=True)
+    res = InpaintPipeline(tiny).generate(x[:1], dot, cfg, seed=0, composite=False, return_steps=True)
     assert not res.unknown.any()
     assert torch.equal(res.tokens, tiny.tokenizer.encode(harmonic_fill(tiny.normalize(x[:1]), dot)))
 
 
 def test_hole_fill_default_comes_from_config_and_is_checked(tiny):
-    assert tiny.hole_fill == "harmonic"
+    assert tiny.default_settings.hole_fill == "harmonic"
     x, known = images(2), hole_mask(2)
     cfg = SamplerConfig(steps=4)
-    default = tiny.inpaint(x, known, cfg, seed=3)
-    assert torch.equal(default.tokens, tiny.inpaint(x, known, cfg, seed=3, hole_fill="harmonic").tokens)
+    default = InpaintPipeline(tiny).generate(x, known, cfg, seed=3)
+    assert torch.equal(default.tokens, InpaintPipeline(tiny).generate(x, known, cfg, seed=3, hole_fill="harmonic").tokens)
     lab_like = MaskGIT({**tiny.config, "hole_fill": "mean"})
     lab_like.load_state_dict(tiny.state_dict())
-    assert lab_like.hole_fill == "mean"
-    assert torch.equal(lab_like.inpaint(x, known, cfg, seed=3).tokens,
-                       tiny.inpaint(x, known, cfg, seed=3, hole_fill="mean").tokens)
+    assert lab_like.default_settings.hole_fill == "mean"
+    assert torch.equal(InpaintPipeline(lab_like).generate(x, known, cfg, seed=3).tokens,
+                       InpaintPipeline(tiny).generate(x, known, cfg, seed=3, hole_fill="mean").tokens)
     with pytest.raises(ValueError, match="hole_fill"):
-        tiny.inpaint(x, known, cfg, hole_fill="zeros")
+        InpaintPipeline(tiny).generate(x, known, cfg, hole_fill="zeros")
     with pytest.raises(ValueError, match="hole_fill"):
         MaskGIT({**tiny.config, "hole_fill": "blur"})
 
@@ -295,19 +296,19 @@ def test_hole_fill_default_comes_from_config_and_is_checked(tiny):
 def test_blend_default_comes_from_config_and_is_checked(tiny):
     from maskgit_inpaint.compositing import paste_known
 
-    assert tiny.blend == "poisson"
+    assert tiny.default_settings.blend == "poisson"
     x, known = images(2), hole_mask(2)
     cfg = SamplerConfig(steps=4)
-    raw = tiny.inpaint(x, known, cfg, seed=3, composite=False).images
-    default = tiny.inpaint(x, known, cfg, seed=3).images
+    raw = InpaintPipeline(tiny).generate(x, known, cfg, seed=3, composite=False).images
+    default = InpaintPipeline(tiny).generate(x, known, cfg, seed=3).images
     assert torch.allclose(default, paste_known(raw, x, known, "poisson"))
-    pasted = tiny.inpaint(x, known, cfg, seed=3, blend="paste").images
+    pasted = InpaintPipeline(tiny).generate(x, known, cfg, seed=3, blend="paste").images
     assert torch.equal(pasted, torch.where(known[:, None], x, raw))
     plain = MaskGIT({**tiny.config, "blend": "paste"})
     plain.load_state_dict(tiny.state_dict())
-    assert torch.equal(plain.inpaint(x, known, cfg, seed=3).images, pasted)
+    assert torch.equal(InpaintPipeline(plain).generate(x, known, cfg, seed=3).images, pasted)
     with pytest.raises(ValueError, match="blend"):
-        tiny.inpaint(x, known, cfg, blend="feather")
+        InpaintPipeline(tiny).generate(x, known, cfg, blend="feather")
     with pytest.raises(ValueError, match="blend"):
         MaskGIT({**tiny.config, "blend": "feather"})
 
@@ -316,22 +317,22 @@ def test_a_configured_sweet_spot_at_t_is_no_early_stop(tiny):
     from dataclasses import replace
 
     full = MaskGIT({**tiny.config, "sampler": {"steps": 4, "sweet_spot": 4}})
-    assert full.sampler.sweet_spot is None and full.sampler.stop == 4
+    assert full.default_settings.sweet_spot is None and full.default_settings.stop == 4
     # raising the steps of such a config runs them all (it used to stop at the old T)
     x, known = images(1), hole_mask(1)
     full.load_state_dict(tiny.state_dict())
-    out = full.inpaint(x, known, replace(full.sampler, steps=6), return_steps=True)
+    out = InpaintPipeline(full).generate(x, known, replace(full.default_settings, steps=6), return_steps=True)
     assert len(out.step_masks) == 6
     early = MaskGIT({**tiny.config, "sampler": {"steps": 4, "sweet_spot": 2}})
-    assert early.sampler.sweet_spot == 2 and early.sampler.stop == 2
+    assert early.default_settings.sweet_spot == 2 and early.default_settings.stop == 2
 
 
 def test_inpaint_batch_equals_one_by_one(tiny):
     x, known = images(3, seed=5), hole_mask(3)
     seeds = torch.tensor([10, 20, 30])
-    batch = tiny.inpaint(x, known, SamplerConfig(steps=6), seed=seeds)
+    batch = InpaintPipeline(tiny).generate(x, known, SamplerConfig(steps=6), seed=seeds)
     for i in range(3):
-        alone = tiny.inpaint(x[i:i + 1], known[i:i + 1], SamplerConfig(steps=6), seed=seeds[i:i + 1])
+        alone = InpaintPipeline(tiny).generate(x[i:i + 1], known[i:i + 1], SamplerConfig(steps=6), seed=seeds[i:i + 1])
         assert torch.equal(alone.tokens[0], batch.tokens[i])
         # batched convolutions may differ from single ones in the last float bits
         assert torch.allclose(alone.images[0], batch.images[i], atol=1e-5)
@@ -344,13 +345,13 @@ def test_cpu_transformer_calls_are_sliced_without_changing_the_logits(tiny, monk
 
     x, known = images(5, seed=6), hole_mask(5)
     cfg = SamplerConfig(steps=4, guidance=2.0)
-    whole = tiny.inpaint(x, known, cfg, seed=3)
+    whole = InpaintPipeline(tiny).generate(x, known, cfg, seed=3)
     n = tiny.latent_size ** 2
     monkeypatch.setattr(model_module, "CPU_TOKENS_PER_CALL", 2 * n)
     sizes = []
     hook = tiny.transformer.register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
     try:
-        sliced = tiny.inpaint(x, known, cfg, seed=3)
+        sliced = InpaintPipeline(tiny).generate(x, known, cfg, seed=3)
         probe = torch.randint(0, tiny.codebook_size + 1, (5, n))
         assert torch.equal(tiny.logits_fn()(probe), tiny.transformer(probe))
     finally:
@@ -375,9 +376,9 @@ def test_save_load_round_trip(tiny, tmp_path, tools):
     tok = tiny.encode(x)
     assert torch.equal(loaded.decode(tok), tiny.decode(tok))
     assert torch.equal(loaded.transformer(tok), tiny.transformer(tok))
-    assert loaded.sampler == tiny.sampler
-    o1 = tiny.inpaint(x, known, seed=4)
-    o2 = loaded.inpaint(x, known, seed=4)
+    assert loaded.default_settings == tiny.default_settings
+    o1 = InpaintPipeline(tiny).generate(x, known, seed=4)
+    o2 = InpaintPipeline(loaded).generate(x, known, seed=4)
     assert torch.equal(o1.images, o2.images) and torch.equal(o1.tokens, o2.tokens)
     # saving again gives byte-identical files
     d2 = loaded.save(tmp_path / "m2")
@@ -443,16 +444,16 @@ def test_weak_transformer_round_trips_and_guides(tools, tmp_path):
     x, known = images(2), hole_mask(2)
     cfg = SamplerConfig(gamma="cosine", steps=4, guidance=2.0)
     weak_cfg = SamplerConfig(gamma="cosine", steps=4, guidance=2.0, weak_guidance=True)
-    plain = loaded.inpaint(x, known, cfg, seed=1)
-    assert torch.equal(plain.tokens, tools.make_tiny_model(0).inpaint(x, known, cfg, seed=1).tokens)
-    weak = loaded.inpaint(x, known, weak_cfg, seed=1)
-    assert torch.equal(weak.tokens, m.inpaint(x, known, weak_cfg, seed=1).tokens)
+    plain = InpaintPipeline(loaded).generate(x, known, cfg, seed=1)
+    assert torch.equal(plain.tokens, InpaintPipeline(tools.make_tiny_model(0)).generate(x, known, cfg, seed=1).tokens)
+    weak = InpaintPipeline(loaded).generate(x, known, weak_cfg, seed=1)
+    assert torch.equal(weak.tokens, InpaintPipeline(m).generate(x, known, weak_cfg, seed=1).tokens)
     assert not torch.equal(weak.tokens, plain.tokens)
     assert torch.equal(weak.tokens[~weak.unknown], plain.tokens[~plain.unknown])
     # against a copy of itself, weak guidance is the plain context guidance
     same = tools.make_tiny_model(0)
     same.set_weak_transformer(same.transformer.state_dict())
-    assert torch.equal(same.inpaint(x, known, weak_cfg, seed=1).tokens, plain.tokens)
+    assert torch.equal(InpaintPipeline(same).generate(x, known, weak_cfg, seed=1).tokens, plain.tokens)
     # the hash tells the two directories apart; re-saving without it drops the stale file
     assert model_hash(d) != model_hash(tools.make_tiny_model(0).save(tmp_path / "plain"))
     tools.make_tiny_model(0).save(d)
@@ -462,8 +463,8 @@ def test_weak_transformer_round_trips_and_guides(tools, tmp_path):
 def test_weak_guidance_without_a_weak_transformer_is_a_clear_error(tools, tmp_path):
     m = tools.make_tiny_model(0)
     with pytest.raises(ModelDirError, match="--no-weak-guidance"):
-        m.inpaint(images(1), hole_mask(1), SamplerConfig(guidance=1.0, weak_guidance=True))
-    m.inpaint(images(1), hole_mask(1), SamplerConfig(guidance=0.0, weak_guidance=True))  # unguided: not needed
+        InpaintPipeline(m).generate(images(1), hole_mask(1), SamplerConfig(guidance=1.0, weak_guidance=True))
+    InpaintPipeline(m).generate(images(1), hole_mask(1), SamplerConfig(guidance=0.0, weak_guidance=True))  # unguided: not needed
     d = m.save(tmp_path / "m")
     cfg = yaml.safe_load((d / "config.yaml").read_text())
     cfg["sampler"] = {"guidance": 2.0, "weak_guidance": True}
@@ -539,7 +540,7 @@ def test_tokenizer_only_model_dir(tools, tmp_path):
     x = images(1)
     assert torch.equal(loaded.encode(x), m.encode(x))
     with pytest.raises(ModelDirError, match="transformer"):
-        loaded.inpaint(x, hole_mask(1))
+        InpaintPipeline(loaded).generate(x, hole_mask(1))
 
 
 def test_load_strict_lists_every_problem(tiny):
@@ -593,13 +594,13 @@ def test_precision_applies_to_the_transformer_only(tiny, precision, transformer_
     seen_t, seen_tok = [], []
     hooks = [_autocast_spy(tiny.transformer, seen_t), _autocast_spy(tiny.tokenizer, seen_tok)]
     try:
-        out = tiny.inpaint(x, known, cfg, seed=1, precision=precision)
+        out = InpaintPipeline(tiny).generate(x, known, cfg, seed=1, precision=precision)
     finally:
         for h in hooks:
             h.remove()
     assert seen_t == [transformer_autocast] * 4
     assert not any(seen_tok)  # encode and decode stay in fp32
-    ref = tiny.inpaint(x, known, cfg, seed=1)  # model default: auto = fp32 on CPU
+    ref = InpaintPipeline(tiny).generate(x, known, cfg, seed=1)  # model default: auto = fp32 on CPU
     # the known tokens and pixels never depend on the precision
     assert torch.equal(out.tokens[~out.unknown], ref.tokens[~ref.unknown])
     k = known[:, None].expand_as(x)
@@ -616,7 +617,7 @@ def test_mixed_precision_runs_only_the_weak_transformers_pass_in_bf16(tools):
     seen_t, seen_w = [], []
     hooks = [_autocast_spy(m.transformer, seen_t), _autocast_spy(m.weak_transformer, seen_w)]
     try:
-        out = m.inpaint(x, known, SamplerConfig(steps=4, guidance=2.0, weak_guidance=True), seed=1, precision="mixed")
+        out = InpaintPipeline(m).generate(x, known, SamplerConfig(steps=4, guidance=2.0, weak_guidance=True), seed=1, precision="mixed")
     finally:
         for h in hooks:
             h.remove()
@@ -624,20 +625,20 @@ def test_mixed_precision_runs_only_the_weak_transformers_pass_in_bf16(tools):
     assert (out.tokens[out.unknown] < m.codebook_size).all()
     # without the weak pass nothing runs in bf16: the tokens are fp32's, bit for bit
     for cfg in (SamplerConfig(steps=4), SamplerConfig(steps=4, guidance=2.0)):
-        assert torch.equal(m.inpaint(x, known, cfg, seed=1, precision="mixed").tokens,
-                           m.inpaint(x, known, cfg, seed=1, precision="fp32").tokens)
+        assert torch.equal(InpaintPipeline(m).generate(x, known, cfg, seed=1, precision="mixed").tokens,
+                           InpaintPipeline(m).generate(x, known, cfg, seed=1, precision="fp32").tokens)
 
 
-def test_model_precision_attribute_is_the_default(tiny):
+def test_the_pipelines_precision_is_the_default_of_its_calls(tiny):
     seen = []
     h = _autocast_spy(tiny.transformer, seen)
     try:
-        tiny.settings = tiny.settings.override(precision="bf16")
-        tiny.inpaint(images(1), hole_mask(1), SamplerConfig(steps=2), seed=0)
+        pipe = InpaintPipeline(tiny, tiny.default_settings.override(precision="bf16"))
+        pipe.generate(images(1), hole_mask(1), SamplerConfig(steps=2), seed=0)
     finally:
-        tiny.settings = tiny.settings.override(precision="auto")
         h.remove()
     assert seen == [True, True]
+    assert tiny.default_settings.precision == "auto"  # nothing was written into the model
 
 
 # ----------------------------------------------------------------------------- mask-conditioned decoder
@@ -692,13 +693,13 @@ def test_inpaint_decodes_with_the_known_pixels_when_the_decoder_is_conditioned()
     model = conditioned_model()
     x, known = images(2), hole_mask(2)
     cfg = SamplerConfig(steps=3)
-    raw = model.inpaint(x, known, cfg, seed=4, composite=False, return_steps=True)
+    raw = InpaintPipeline(model).generate(x, known, cfg, seed=4, composite=False, return_steps=True)
     assert torch.allclose(raw.images, model.decode(raw.tokens, x, known))
     assert not torch.allclose(raw.images, model.decode(raw.tokens))
     assert torch.allclose(raw.step_images[-1], raw.images)
     y = x.clone()
     y[~known[:, None].expand_as(x)] = 0.123
-    assert torch.equal(model.inpaint(y, known, cfg, seed=4, composite=False).images, raw.images)
+    assert torch.equal(InpaintPipeline(model).generate(y, known, cfg, seed=4, composite=False).images, raw.images)
 
 
 def test_conditioned_decoder_round_trips_through_a_model_dir(tmp_path):
@@ -712,27 +713,25 @@ def test_conditioned_decoder_round_trips_through_a_model_dir(tmp_path):
 
 
 def test_decode_known_off_decodes_a_conditioned_decoder_from_the_tokens_alone(tmp_path):
-    """decode_known: false (config.yaml, or load_model's override) keeps the known pixels from the
+    """decode_known: false (config.yaml, or a per-call setting) keeps the known pixels from the
     decoder, in plain decodes and in inpainting alike, and survives a save."""
     model = conditioned_model(seed=3)
     x, known = images(2), hole_mask(2)
     cfg = SamplerConfig(steps=3)
-    with_known = model.inpaint(x, known, cfg, seed=4, composite=False)
+    with_known = InpaintPipeline(model).generate(x, known, cfg, seed=4, composite=False)
     model.config = {**model.config, "decode_known": False}
     model.save(tmp_path / "m")
     back = MaskGIT.from_dir(tmp_path / "m")
-    assert back.decode_known is False
+    assert back.default_settings.decode_known is False
     idx = back.encode(x)
     assert torch.equal(back.decode(idx, x, known), back.decode(idx))
-    raw = back.inpaint(x, known, cfg, seed=4, composite=False, return_steps=True)
+    raw = InpaintPipeline(back).generate(x, known, cfg, seed=4, composite=False, return_steps=True)
     assert torch.equal(raw.tokens, with_known.tokens)  # the tokens do not depend on it
     assert torch.equal(raw.images, back.decode(raw.tokens))
     assert not torch.allclose(raw.images, with_known.images)
     assert torch.equal(raw.step_images[-1], raw.images)
-    from maskgit_inpaint.model import load_model
-
-    on, _ = load_model(tmp_path / "m", device="cpu", decode_known=True)
-    assert torch.equal(on.decode(idx, x, known), model.decode(idx, x, known))
+    on = InpaintPipeline(back).generate(x, known, cfg, seed=4, composite=False, decode_known=True)
+    assert torch.equal(on.images, with_known.images)
 
 
 def test_decode_known_must_be_a_boolean(tmp_path):

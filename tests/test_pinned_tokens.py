@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskgit_inpaint.pipeline import InpaintPipeline
 from maskgit_inpaint.model import has_default_model
 
 PINNED = Path(__file__).parent / "data" / "pinned_tokens.json"
@@ -34,7 +35,7 @@ def test_bundled_model_draws_the_pinned_tokens_for_seed_0(tools):
 
     model, _ = load_model(None, device="cpu")
     x, known = _inputs(tools)
-    out = model.inpaint(x, known, seed=0)
+    out = InpaintPipeline(model).generate(x, known, seed=0)
     want = json.loads(PINNED.read_text())
     tokens, unknown = torch.tensor(want["tokens"]), torch.tensor(want["unknown"])
     assert torch.equal(out.unknown, unknown)

@@ -11,7 +11,7 @@ import torch
 from maskgit_inpaint.masks import (GENERATORS, generate_masks, harmonic_fill, pixel_to_token_mask,
                                    token_to_pixel_mask)
 from maskgit_inpaint.sampling import (SamplerConfig, guided_logits, inpaint_tokens, masked_counts,
-                                      seed_for_name, uniform_noise)
+                                      uniform_noise)
 from maskgit_inpaint.schedules import NON_MONOTONE, SCHEDULES, gamma
 
 K = 64     # codebook size of the fake model; the mask id is K
@@ -365,14 +365,6 @@ def test_uniform_noise_range_and_independence():
     assert not torch.equal(u[0], u[1])
 
 
-def test_seed_for_name():
-    assert seed_for_name(0, "cat1") == seed_for_name(0, "cat1")
-    assert seed_for_name(0, "cat1") != seed_for_name(0, "cat2")
-    assert seed_for_name(0, "cat1") != seed_for_name(1, "cat1")
-    assert 0 <= seed_for_name(10 ** 12, "x") < 2 ** 31
-
-
-# ----------------------------------------------------------------------------- token masks
 def test_single_hole_pixel_marks_its_patch_token():
     for y, x in [(0, 0), (21, 38), (63, 63), (33, 4)]:
         known = torch.ones(1, 64, 64, dtype=torch.bool)

@@ -878,10 +878,10 @@ def test_export_writes_the_runs_hole_fill_and_blend(tok_run, tmp_path):
     cfg = {**load_run_config(tok_run), "hole_fill": "mean", "blend": "paste", "decode_known": False}
     model, _ = training.model_from_checkpoint(tok_run, tok_run / "checkpoints" / "last.ckpt", config=cfg)
     out = MaskGIT.from_dir(model.save(tmp_path / "m"), require_transformer=False)
-    assert (out.hole_fill, out.blend, out.decode_known) == ("mean", "paste", False)
+    assert (out.default_settings.hole_fill, out.default_settings.blend, out.default_settings.decode_known) == ("mean", "paste", False)
     plain = MaskGIT.from_dir(export_run(tok_run, tmp_path / "plain", which="last"), require_transformer=False)
     # the defaults when a run sets none
-    assert (plain.hole_fill, plain.blend, plain.decode_known) == ("harmonic", "poisson", True)
+    assert (plain.default_settings.hole_fill, plain.default_settings.blend, plain.default_settings.decode_known) == ("harmonic", "poisson", True)
 
 
 def test_export_stores_an_earlier_checkpoint_as_the_weak_transformer(resume_runs, tok_run, tmp_path, capsys):
@@ -917,7 +917,7 @@ def test_export_turns_weak_guidance_off_without_a_weak_transformer(resume_runs, 
     export_run(run, tmp_path / "m", which="last")
     assert "exported with weak_guidance off" in capsys.readouterr().err
     m = MaskGIT.from_dir(tmp_path / "m")
-    assert not m.sampler.weak_guidance and m.sampler.guidance == 2.0
+    assert not m.default_settings.weak_guidance and m.default_settings.guidance == 2.0
 
 
 @pytest.mark.parametrize("command", ["train-tokenizer", "train"])

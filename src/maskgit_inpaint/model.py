@@ -73,6 +73,7 @@ class MaskGIT(nn.Module):
         norm = config.get("normalization") or NORMALIZATIONS["default"]
         self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm["std"]).view(1, 3, 1, 1), persistent=False)
+        InpaintSettings.from_config(config)  # a bad inference setting in config.yaml fails at load, named
 
     @property
     def default_settings(self) -> InpaintSettings:

@@ -25,7 +25,7 @@ from PIL import Image
 from .compositing import paste_known
 from .images import InputError, as_known_mask, hole_warning, quantize, read_rgba, resize_known, to_tensor, to_uint8
 from .masks import harmonic_fill, pixel_to_token_mask
-from .model import MaskGIT, load_model
+from .model import MaskGIT, ModelDirError, load_model
 from .sampling import inpaint_tokens
 from .settings import InpaintSettings, SamplerConfig
 
@@ -78,7 +78,7 @@ class InpaintPipeline:
 
     def __init__(self, model: MaskGIT, settings: InpaintSettings | None = None, model_dir: str | Path | None = None):
         if model.transformer is None:
-            raise InputError(f"{model_dir or 'model'}: holds only a tokenizer; inpainting needs a transformer")
+            raise ModelDirError(f"{model_dir or 'this model'}: holds only a tokenizer; inpainting needs a transformer")
         self.model = model
         self.model_dir = Path(model_dir) if model_dir else None
         self.settings = self.resolve(settings if settings is not None else model.default_settings)

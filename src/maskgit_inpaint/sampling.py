@@ -10,7 +10,6 @@ on any device.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -181,11 +180,3 @@ def masked_counts(n_unknown: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
     r = torch.arange(1, cfg.steps + 1, dtype=torch.float64) / cfg.steps
     g = gamma_fn(cfg.gamma, r)
     return torch.floor(n_unknown.double()[:, None] * g[None]).long()
-
-
-def seed_for_name(seed: int, name: str) -> int:
-    """A per-image seed derived from a base seed and the image's name, so results do not
-    depend on batch composition or order while different images get different noise."""
-    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2 ** 31)
-
-

@@ -88,15 +88,24 @@ def cmd_import_lab(args) -> int:
 def cmd_masks(args) -> int:
     import numpy as np
 
-    from ..images import save_png
+    from ..images import list_images, save_png
     from ..masks import generate_masks
 
-    masks = generate_masks(args.kind, args.count, args.size, args.seed)
+    if (args.count is None) == (args.for_images is None):
+        raise CLIError("give --count N (masks named 0000.png, ...) or --for-images DIR (one mask per image, "
+                       "named after it)")
+    if args.for_images:
+        stems = [p.stem for p in list_images(args.for_images, "image")]
+    else:
+        if args.count < 1:
+            raise CLIError(f"--count must be at least 1, got {args.count}")
+        width = max(4, len(str(args.count - 1)))
+        stems = [f"{i:0{width}d}" for i in range(args.count)]
+    masks = generate_masks(args.kind, len(stems), args.size, args.seed)
     out = Path(args.out)
-    width = max(4, len(str(args.count - 1)))
-    for i, m in enumerate(masks):
-        save_png(np.where(m, 0, 255).astype(np.uint8), out / f"{i:0{width}d}.png")  # white = hole
-    print(f"wrote {args.count} {args.kind} masks ({100 * (1 - masks.mean()):.1f}% hole pixels, white = hole) to {out}")
+    for stem, m in zip(stems, masks):
+        save_png(np.where(m, 0, 255).astype(np.uint8), out / f"{stem}.png")  # white = hole
+    print(f"wrote {len(stems)} {args.kind} masks ({100 * (1 - masks.mean()):.1f}% hole pixels, white = hole) to {out}")
     return 0
 
 
@@ -202,7 +211,10 @@ def register(sub) -> None:
 
     q = sub.add_parser("masks", help="write a fixed, seeded set of mask PNGs")
     q.add_argument("--out", required=True)
-    q.add_argument("--count", type=int, required=True)
+    q.add_argument("--count", type=int, help="how many masks, named 0000.png, 0001.png, ...")
+    q.add_argument("--for-images", metavar="DIR",
+                   help="instead: one mask per image of DIR, named after it (the i-th in sorted order gets the "
+                        "i-th mask, as --count would give)")
     q.add_argument("--kind", default="random-walk", choices=["random-walk", "rectangle", "brush", "outpaint"])
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--size", type=int, default=64)
