@@ -95,19 +95,12 @@ def test_guidance_reaches_the_sampler_and_defaults_to_the_model(model, image, to
     assert "context guidance 2" in on.message and "guidance" not in off.message
     assert not np.array_equal(off.result, on.result)
     assert np.array_equal(off.result[known], on.result[known])
-    saved = model.default_settings
-    try:
-        model.settings = saved.override(guidance=2.0, guidance_steps=1)
-        first = run_inpaint(model, image, known, {"seed": 0})
-        assert "context guidance 2 on the first 1 step," in first.message
-        model.settings = saved.override(guidance=2.0, guidance_schedule="linear")
-        ramped = run_inpaint(model, image, known, {"seed": 0})
-        assert "context guidance 2 (linear ramp)," in ramped.message
-        model.settings = saved.override(token_threshold=0.25)
-        thr = run_inpaint(model, image, known, {"seed": 0})
-        assert "token threshold 0.25," in thr.message and thr.result is not None
-    finally:
-        model.settings = saved
+    first = run_inpaint(model, image, known, {"seed": 0, "guidance": 2.0, "guidance_steps": 1})
+    assert "context guidance 2 on the first 1 step," in first.message
+    ramped = run_inpaint(model, image, known, {"seed": 0, "guidance": 2.0, "guidance_schedule": "linear"})
+    assert "context guidance 2 (linear ramp)," in ramped.message
+    thr = run_inpaint(model, image, known, {"seed": 0, "token_threshold": 0.25})
+    assert "token threshold 0.25," in thr.message and thr.result is not None
 
 
 def test_weak_guidance_reaches_the_sampler_and_needs_a_weak_transformer(model, weak_model_dir, image, tools):
@@ -215,8 +208,8 @@ def test_large_image_is_centre_cropped_with_a_note(model, tmp_path):
     assert "centre-cropped from 300x200" in res.message
     assert res.result.shape == (64, 64, 3)
     assert np.array_equal(res.result[:, 32:], prep.array[:, 32:])
-    # an array of any size works the same way, and a mask picture (255 known, 0 hole) too
-    res2 = run_inpaint(model, big, Image.fromarray(np.where(known, 255, 0).astype(np.uint8)), settings())
+    # an array of any size works the same way, and a mask picture (white = hole) too
+    res2 = run_inpaint(model, big, Image.fromarray(np.where(known, 0, 255).astype(np.uint8)), settings())
     assert np.array_equal(res.result, res2.result)
     # a mask that fits neither the image nor a square is refused with a message
     res3 = run_inpaint(model, big, np.ones((10, 20), bool), settings())

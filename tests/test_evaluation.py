@@ -275,10 +275,10 @@ def test_folder_errors_name_the_file(tools, tmp_path):
         ev.load_evaluation_folders(tmp_path / "pred", tmp_path / "gt48")
 
     _write_set(tools, tmp_path / "gt4", n=4)
-    with pytest.raises(ev.EvaluationInputError, match=r"4 predictions .* but 3 ground-truth .*none named 003"):
+    with pytest.raises(ev.EvaluationInputError, match=r"003.png: no ground-truth image named 003.\* in"):
         ev.load_evaluation_folders(tmp_path / "gt4", tmp_path / "pred")
     _write_set(tools, tmp_path / "gt_other", n=4, names=[f"x{i}.png" for i in range(4)])
-    with pytest.raises(ev.EvaluationInputError, match=r"3 predictions .* 4 ground-truth .*none named 000"):
+    with pytest.raises(ev.EvaluationInputError, match=r"000.png: no ground-truth image named 000.\* in .*by file stem"):
         ev.load_evaluation_folders(tmp_path / "pred", tmp_path / "gt_other")
 
     (tmp_path / "masks").mkdir()
@@ -288,16 +288,15 @@ def test_folder_errors_name_the_file(tools, tmp_path):
         ev.load_evaluation_folders(tmp_path / "pred", tmp_path / "pred", tmp_path / "masks")
 
 
-def test_pairing_by_stem_then_by_order(tools, tmp_path):
+def test_pairing_by_stem_only(tools, tmp_path):
     pred = _write_set(tools, tmp_path / "pred", names=["a.png", "b.png", "c.png"], seed=1)
     _write_set(tools, tmp_path / "gt", names=["c.jpg", "b.png", "a.png", "extra.png"], seed=2)
     with pytest.warns(UserWarning, match="1 ground-truth file"):
-        triples, how = ev.pair_files(pred, ev.list_image_files(tmp_path / "gt"))
-    assert how == "stem" and [(p.name, g.name) for p, g, _ in triples] == [
-        ("a.png", "a.png"), ("b.png", "b.png"), ("c.png", "c.jpg")]
+        triples = ev.pair_evaluation_files(pred, ev.list_image_files(tmp_path / "gt"))
+    assert [(p.name, g.name) for p, g, _ in triples] == [("a.png", "a.png"), ("b.png", "b.png"), ("c.png", "c.jpg")]
     other = _write_set(tools, tmp_path / "other", names=["x1.png", "x2.png", "x3.png"])
-    triples, how = ev.pair_files(pred, other)
-    assert how == "order" and [g.name for _, g, _ in triples] == ["x1.png", "x2.png", "x3.png"]
+    with pytest.raises(ev.EvaluationInputError, match="a.png: no ground-truth image named a"):
+        ev.pair_evaluation_files(pred, other)  # same counts, other names: never paired by order
 
 
 def test_mask_threshold_and_known_convention(tmp_path):
@@ -306,7 +305,8 @@ def test_mask_threshold_and_known_convention(tmp_path):
     Image.fromarray(np.stack([arr] * 3, -1)).save(tmp_path / "rgb.png")  # RGB masks are read as gray
     m = ev.load_mask_files([tmp_path / "m.png", tmp_path / "rgb.png"])
     assert m.dtype == torch.bool and m.shape == (2, 1, 1, 4)
-    assert m[:, 0, 0].tolist() == [[False, False, True, True]] * 2
+    assert m[:, 0, 0].tolist() == [[True, True, False, False]] * 2  # white (>= 128) = hole
+    assert ev.load_mask_files([tmp_path / "m.png"], invert=True)[0, 0, 0].tolist() == [False, False, True, True]
 
 
 # ----------------------------------------------------------------------------- CLI end to end

@@ -10,6 +10,8 @@ import re
 
 import yaml
 
+from .settings import TOP_LEVEL
+
 PRESETS = ("tiny", "small", "base")
 # Pixel normalisation of a model's inputs: "default" maps [0, 1] to [-1, 1]; "lab" is the course
 # lab's (ImageNet-like statistics of its training set).
@@ -96,7 +98,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
 
 # How a model inpaints, as opposed to its architecture and training: a run started from a model
 # directory (`--init`) keeps these unless its --config or --set change them.
-INFERENCE_KEYS = ("sampler", "hole_fill", "blend", "decode_known")
+INFERENCE_KEYS = ("sampler",) + TOP_LEVEL  # the keys of a config that say how a model inpaints
 
 
 def inference_settings(model_dir: str | Path) -> dict:

@@ -169,7 +169,7 @@ def load_image_folder(folder: str | os.PathLike) -> tuple[list[str], torch.Tenso
     return [p.name for p in files], load_image_files(files)
 
 
-def pair_files(pred: list[Path], gt: list[Path], masks: list[Path] | None = None,
+def pair_evaluation_files(pred: list[Path], gt: list[Path], masks: list[Path] | None = None,
                ) -> list[tuple[Path, Path, Path | None]]:
     """(prediction, ground truth, mask) by file stem; a prediction without its ground truth or
     mask is an error that names it (files left over in those folders are ignored, with a warning)."""
@@ -190,7 +190,7 @@ def load_evaluation_folders(pred_dir, gt_dir, mask_dir=None, invert_mask: bool =
     pred_files = list_image_files(pred_dir, "prediction")
     gt_files = list_image_files(gt_dir, "ground-truth")
     mask_files = list_image_files(mask_dir, "mask") if mask_dir is not None else None
-    triples, pairing = pair_files(pred_files, gt_files, mask_files), "stem"
+    triples, pairing = pair_evaluation_files(pred_files, gt_files, mask_files), "stem"
     pred = load_image_files([t[0] for t in triples])
     gt = load_image_files([t[1] for t in triples])
     if pred.shape[2:] != gt.shape[2:]:

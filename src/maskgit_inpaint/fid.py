@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -170,11 +171,16 @@ def inception_features(images, inception: nn.Module | None = None, batch_size: i
                        device: str | torch.device = "cpu") -> torch.Tensor:
     """float64 (N, 2048) Inception pool3 features on the CPU, batched; save them to reuse the
     ground-truth statistics across evaluations (fid() and frechet_distance() take features)."""
+    from tqdm import tqdm
+
     net = _get_inception(inception, device)
     out = []
-    with torch.inference_mode():
+    total = len(images) if hasattr(images, "__len__") and torch.is_tensor(images) else None
+    with torch.inference_mode(), tqdm(total=total, desc="Inception features", unit="image", leave=False,
+                                      file=sys.stderr, disable=None if total and total >= 100 else True) as bar:
         for batch in _iter_batches(images, batch_size):
             out.append(net(batch).to("cpu", torch.float64))
+            bar.update(len(batch))
     if not out:
         raise ValueError("no images to compute Inception features of")
     return torch.cat(out)  # outside inference mode: an ordinary tensor
