@@ -40,7 +40,7 @@ def test_demo_writes_a_sheet_and_composited_outputs(model_with_samples, tmp_path
     assert sheet.shape == (2 * (3 * 130 + 2 * 6), 2 * ((steps + 2) * 66 - 2), 3)
     for i in range(3):
         src = np.asarray(Image.open(model_with_samples / "samples" / f"sample{i}.png"))
-        known = np.asarray(Image.open(model_with_samples / "samples" / "masks" / f"sample{i}.png")) == 255
+        known = np.asarray(Image.open(model_with_samples / "samples" / "masks" / f"sample{i}.png")) == 0
         res = np.asarray(Image.open(out / f"sample{i}.png"))
         assert np.array_equal(res[known], src[known])
 

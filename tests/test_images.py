@@ -43,11 +43,11 @@ def test_16bit_grayscale_is_scaled_not_clipped_to_white(tmp_path, suffix, reader
 def test_16bit_mask_thresholds_at_half_of_its_range(tmp_path):
     mask16 = np.zeros((8, 8), np.uint16)
     mask16[:, 4:] = 65535
-    mask16[0, 0] = 200  # a small 16-bit value is dark, so a hole, not "known" after clipping
+    mask16[0, 0] = 200  # a small 16-bit value is dark, so known, not "hole" after clipping
     path = tmp_path / "m.png"
     Image.fromarray(mask16).save(path)
     known = read_mask(path)
-    assert not known[:, :4].any() and known[:, 4:].all()
+    assert known[:, :4].all() and not known[:, 4:].any()  # white = hole
 
 
 @pytest.mark.parametrize("reader", sorted(READERS))

@@ -179,7 +179,7 @@ def read_rgba(obj, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
         rgb = as_rgb_array(obj, name)
         has_alpha = isinstance(obj, np.ndarray) and obj.ndim == 3 and obj.shape[2] == 4
         return rgb, (np.asarray(open_any(obj).convert("RGBA"))[..., 3].copy() if has_alpha else None)
-    img = open_any(obj)
+    img = open_image(Path(obj)) if isinstance(obj, (str, Path)) else open_any(obj)
     rgb = np.asarray(to_rgb(img), dtype=np.uint8)
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         return rgb, np.asarray(img.convert("RGBA"))[..., 3].copy()
