@@ -233,7 +233,7 @@ def test_token_cache_key_holds_exactly_the_settings_that_change_tokens(tiny_mode
 
     model, _ = load_model(str(tiny_model_dir), "cpu")
     images, masks = eval_set
-    names, images01, known = load_eval_set(str(images), str(masks), model.image_size, None, 0)
+    names, images01, known = load_eval_set(str(images), str(masks), model.image_size)
     cache = TokenCache("unused", model, images01, known, names, 8)
     cfg = replace(model.default_settings, guidance=2.0)
     assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_steps=2), 0)
@@ -260,7 +260,7 @@ def test_token_cache_key_depends_on_the_weak_transformer(weak_model_dir, eval_se
     b, _ = load_model(str(weak_model_dir), "cpu")
     b.set_weak_transformer({k: v + 0.01 for k, v in b.weak_transformer.state_dict().items()})
     images, masks = eval_set
-    names, images01, known = load_eval_set(str(images), str(masks), a.image_size, None, 0)
+    names, images01, known = load_eval_set(str(images), str(masks), a.image_size)
     cfg = replace(a.default_settings, guidance=2.0, weak_guidance=True)
     keys = [TokenCache("unused", m, images01, known, names, 8).key(cfg, 0) for m in (a, b)]
     assert keys[0] != keys[1]
@@ -355,7 +355,7 @@ def test_fid_curve_of_a_transformer_run(two_epoch_runs, eval_set, tmp_path):
     names, x, known = load_eval_set(images, masks, 64)
     from dataclasses import replace
 
-    raw, _ = inpaint_all(model, x, known, names, replace(model.default_settings, steps=3, sweet_spot=None), 0)
+    raw, _ = inpaint_all(model, x, known, replace(model.default_settings, steps=3, sweet_spot=None), 0)
     gt_f = inception_features(to_uint8(x))
     assert float(rows[1]["fid_raw"]) == pytest.approx(frechet_distance(inception_features(to_uint8(raw)), gt_f),
                                                       abs=1e-3)
