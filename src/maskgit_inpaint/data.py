@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoints import atomic_write
 from .images import IMAGE_KINDS, IMAGE_SUFFIXES, open_image, to_rgb
@@ -52,15 +53,20 @@ def load_rgb(path: Path, size: int) -> np.ndarray:
 def load_folder(files: list[Path], size: int) -> tuple[torch.Tensor, list[Path]]:
     """Decode every file once into a uint8 tensor (N,3,size,size). A corrupt file is reported
     once by path and skipped, so a long run never dies on it."""
-    arrays, kept = [], []
+    arrays, kept, bad = [], [], []
     for p in files:
         try:
             arrays.append(load_rgb(p, size))
             kept.append(p)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             log.warning("skipping unreadable image %s (%s)", p, e)
+            bad.append(p)
+    where = os.path.commonpath([str(p.parent) for p in files]) if files else "."
     if not arrays:
-        raise ValueError(f"none of the {len(files)} images could be read")
+        raise ValueError(f"{where}: none of the {len(files)} images could be read")
+    if bad:
+        log.warning("skipped %d of %d images in %s as unreadable: %s", len(bad), len(files), where,
+                    ", ".join(p.name for p in bad[:10]) + (", ..." if len(bad) > 10 else ""))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), kept
 
 
@@ -92,10 +98,83 @@ class ImageTensorDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
+        """`i`: an index (flipped at random when `flip`), or (index, flip) from `EpochBatchSampler`."""
+        i, flip = i if isinstance(i, tuple) else (i, self.flip and bool(torch.rand(()) < 0.5))
         x = self.images[i].float() / 255.0
-        if self.flip and torch.rand(()) < 0.5:
+        if flip:
             x = x.flip(-1)
         return (x - self.mean) / self.std
+
+
+class EpochBatchSampler(Sampler):
+    """Shuffled batches whose order (and flips) depend only on the seed and the epoch, so a run
+    resumed in the middle of an epoch can see the rest of that very epoch (`resume_at`). Under
+    DDP each rank takes every world-size-th sample of the one permutation (read at iteration
+    time, when the process group exists). Indices come as (index, flip) when `flip`."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, flip: bool = False):
+        self.n, self.batch_size, self.seed, self.flip = n, batch_size, seed, flip
+        self.epoch, self.start = 0, 0
+        self._resume: tuple[int, int] | None = None
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        return self.n // self._world()[1] // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """The next pass over `epoch` skips its first `batches` batches."""
+        self._resume = (epoch, batches)
+
+    def __iter__(self):
+        rank, world = self._world()
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g)
+        flips = (torch.rand(self.n, generator=g) < 0.5).tolist()
+        per_rank = self.n // world
+        mine = perm[rank::world][:per_rank].tolist()
+        mine_flips = flips[rank::world][:per_rank]
+        self.start = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        self._resume = None
+        for b in range(self.start, len(self)):
+            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            yield list(zip(mine[sl], mine_flips[sl])) if self.flip else mine[sl]
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader over an `EpochBatchSampler` that Lightning checkpoints and restores
+    (its `state_dict` / `load_state_dict`: the epoch and how many of its batches were handed
+    out), so a mid-epoch resume continues that epoch instead of replaying its first batches."""
+
+    def __init__(self, dataset, batch_size: int, seed: int = 0, flip: bool = False, num_workers: int = 0):
+        sampler = EpochBatchSampler(len(dataset), batch_size, seed, flip)
+        # its own generator: creating an iterator (workers' base seed) leaves the global RNG alone
+        super().__init__(dataset, batch_sampler=sampler, num_workers=num_workers,
+                         generator=torch.Generator().manual_seed(seed))
+        self.taken_epoch, self.taken = 0, 0
+
+    def __iter__(self):
+        # counted as handed out, not as prefetched by workers: the state a checkpoint needs
+        sampler, n = self.batch_sampler, 0
+        for batch in super().__iter__():
+            n += 1
+            self.taken_epoch, self.taken = sampler.epoch, sampler.start + n
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.taken_epoch, "taken": self.taken}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.resume_at(int(state["epoch"]), int(state["taken"]))
 
 
 def files_fingerprint(files: list[Path]) -> str:

@@ -32,7 +32,7 @@ def cmd_train_tokenizer(args) -> int:
     from ..training import train_tokenizer
 
     run = train_tokenizer(_train_config(args, "tokenizer"), args.out, resume=args.resume,
-                          accelerator=args.accelerator, init=args.init)
+                          accelerator=args.accelerator, init=args.init, overwrite=args.overwrite)
     print(f"tokenizer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
     return 0
 
@@ -41,7 +41,7 @@ def cmd_train(args) -> int:
     from ..training import train_transformer
 
     run = train_transformer(_train_config(args, "transformer"), args.out, args.tokenizer, resume=args.resume,
-                            accelerator=args.accelerator, init=args.init)
+                            accelerator=args.accelerator, init=args.init, overwrite=args.overwrite)
     print(f"transformer run in {run}; export it with: maskgit export {run} --out MODEL_DIR")
     return 0
 
@@ -72,10 +72,15 @@ def _add_train_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--preset", choices=["tiny", "small", "base"], help="architecture preset (default: small)")
     q.add_argument("--config", help="YAML config merged over the preset")
     q.add_argument("--set", action="append", metavar="KEY=VALUE", help="dotted override, e.g. transformer.dim=384")
-    q.add_argument("--max-steps", type=int)
-    q.add_argument("--max-epochs", type=int)
+    q.add_argument("--max-steps", type=int, help="stop after this many steps (with --max-epochs: whichever comes first)")
+    q.add_argument("--max-epochs", type=int,
+                   help="stop after this many epochs (default without --max-steps: 10 for the tokenizer, 50 for train)")
     q.add_argument("--batch-size", type=int)
-    q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    q.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest readable checkpoint (last.ckpt, else the "
+                        "newest other one)")
+    q.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (checkpoints, logs) and start over")
     q.add_argument("--init", metavar="MODEL_DIR",
                    help="start a new run from the weights (and architecture) of a model directory, e.g. "
                         "the bundled default; optimiser and LR schedule start afresh; its sampler, hole fill "

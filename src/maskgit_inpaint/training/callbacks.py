@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import logging
+import random
 import time
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..checkpoints import atomic_write
 from ..images import save_png
@@ -103,24 +107,125 @@ class StepTimer(Callback):
 
 
 def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
-    """Checkpoint callbacks from a stage's training settings (`ckpt_every_steps`, `epoch_checkpoints`)."""
+    """Checkpoint callbacks from a stage's training settings: `last.ckpt` (what --resume takes)
+    every `ckpt_every_minutes`, every `ckpt_every_steps` and at each epoch end; `best.ckpt` by
+    `monitor`; and the newest `keep_checkpoints` epoch checkpoints (`epoch_checkpoints`)."""
     ck = run_dir / "checkpoints"
-    # one per epoch (kept: `maskgit fid-curve` evaluates each; `epoch_checkpoints: false` turns
-    # them off for runs of hundreds of short epochs), plus the best by `monitor`;
-    # saved after validation when there is a val split, at the end of the epoch otherwise
+    # saved after validation when there is a val split, at the end of the epoch otherwise;
+    # `maskgit fid-curve` evaluates the ones kept
+    keep = t["keep_checkpoints"]
     epochs = [ModelCheckpoint(dirpath=ck, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
-                              save_top_k=-1, every_n_epochs=1)] if t["epoch_checkpoints"] else []
+                              monitor="epoch", mode="max", save_top_k=keep, every_n_epochs=1,
+                              enable_version_counter=False)] \
+        if t["epoch_checkpoints"] and keep != 0 else []
+    # each refreshes `last.ckpt` in place (never last-v1), a ModelCheckpoint taking one trigger:
+    # the newest checkpoint of each, kept under that one name (Lightning's `save_last` writes
+    # only beside a checkpoint saved at the same step, so it misses epoch ends)
+    last = dict(dirpath=ck, filename="last", save_top_k=1, enable_version_counter=False)
+    lasts = [ModelCheckpoint(**last, every_n_epochs=1)]
+    if t["ckpt_every_steps"] > 0:
+        lasts.append(ModelCheckpoint(**last, every_n_train_steps=t["ckpt_every_steps"]))
+    if t["ckpt_every_minutes"] > 0:
+        lasts.append(ModelCheckpoint(**last, train_time_interval=datetime.timedelta(minutes=t["ckpt_every_minutes"])))
     return epochs + [
         # with a val split, only after a validation: a run stopped mid-epoch (max_steps, time budget)
         # has no val metric for its last weights, and Lightning would warn that the key is missing
         ModelCheckpoint(dirpath=ck, filename="best", monitor=monitor, mode="min", save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False,
                         save_on_train_epoch_end=False if monitor.startswith("val/") else None),
-        # frequent `last.ckpt` so a killed run loses little (overwritten in place, never last-v1)
-        ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, every_n_train_steps=t["ckpt_every_steps"],
-                        enable_version_counter=False),
+        *lasts,
         FinalCheckpoint(ck / "last.ckpt"),
+        RngState(),
     ]
+
+
+def _write_checkpoint(checkpoint: dict, path: str) -> None:
+    """The one place a checkpoint's bytes are written (tests pause a run in the middle of it)."""
+    torch.save(checkpoint, path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO with every file written to a temporary name, flushed to disk and
+    then renamed: a run killed at any moment leaves each checkpoint either whole or as before."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_write(path, lambda tmp: _write_checkpoint(checkpoint, tmp))
+
+
+class RngState(Callback):
+    """Keeps the global RNG states (torch, CUDA, numpy, random) in each checkpoint and puts them
+    back when training resumes, so the masks, dropout and code revivals after a resume are the
+    ones the uninterrupted run draws."""
+
+    def __init__(self):
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, py_state, py_gauss = random.getstate()
+        state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+                 "numpy_rest": [int(pos), int(has_gauss), float(gauss)],
+                 "python": [version, list(py_state), py_gauss]}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = state_dict
+
+    def on_train_start(self, trainer, pl_module):
+        s, self._pending = self._pending, None
+        if not s:
+            return
+        torch.set_rng_state(s["torch"])
+        pos, has_gauss, gauss = s["numpy_rest"]
+        np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, py_state, py_gauss = s["python"]
+        random.setstate((version, tuple(py_state), py_gauss))
+        if "cuda" in s and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(s["cuda"])
+
+
+class StepLimit(Callback):
+    """Stops the run after `total_steps` steps of its own count (stage 1 counts its own steps: two
+    optimisers make `global_step` count double). Lightning is given no step limit: with one it
+    restarts a run resumed from an epoch-end checkpoint one epoch further on, and the data order
+    after the resume would no longer be the uninterrupted run's."""
+
+    def __init__(self, total_steps: int = -1):
+        self.total_steps = total_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if 0 < self.total_steps <= int(getattr(pl_module, "step_count", trainer.global_step)):
+            trainer.should_stop = True
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's bar with the run's length: "Epoch e/last" and the step out of the total (stage
+    1 counts its own steps: two optimisers make `global_step` count double); the last epoch's
+    bar ends where the run does. `training/runs.py` sets the totals once they are known."""
+
+    def __init__(self, total_steps: int = -1, epochs: int = -1, accumulate: int = 1):
+        super().__init__()
+        self.total_steps, self.epochs, self.accumulate = total_steps, epochs, accumulate
+
+    @staticmethod
+    def _step(trainer, pl_module) -> int:
+        return int(getattr(pl_module, "step_count", trainer.global_step))
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        super().on_train_epoch_start(trainer, pl_module)
+        if self.epochs > 0:
+            self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch}/{self.epochs - 1}")
+        left = (self.total_steps - self._step(trainer, pl_module)) * self.accumulate
+        if self.total_steps > 0 and 0 < left < (self.train_progress_bar.total or 0):
+            self.train_progress_bar.total = left
+
+    def get_metrics(self, trainer, pl_module):
+        step = self._step(trainer, pl_module)
+        return {"step": f"{step}/{self.total_steps}", **super().get_metrics(trainer, pl_module)}
 
 
 class FinalCheckpoint(Callback):
@@ -136,7 +241,7 @@ class FinalCheckpoint(Callback):
         step = None
         if trainer.global_rank == 0 and self.path.is_file():
             try:
-                step = torch.load(str(self.path), map_location="cpu", weights_only=True).get("global_step")
+                step = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=True).get("global_step")
             except Exception:
                 pass
         # every rank takes rank 0's decision: saving is collective (it ends in a barrier)

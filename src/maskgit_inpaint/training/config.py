@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 import lightning as L
 import torch.nn as nn
@@ -25,6 +26,10 @@ class _Settings:
         return [f.name for f in fields(self)]
 
     def validate(self) -> None:
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be at least 1 (or unset), got {self.max_epochs}")
+        if self.keep_checkpoints < -1:
+            raise ValueError(f"keep_checkpoints must be -1 (all) or at least 0, got {self.keep_checkpoints}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.accumulate < 1:
@@ -33,14 +38,17 @@ class _Settings:
 
 @dataclass
 class TokenizerTraining(_Settings):
+    # the length of a run when neither max_steps nor max_epochs is given
+    default_epochs: ClassVar[int] = 10
     batch_size: int = 32
     lr: float = 2.0e-4
     betas: list = field(default_factory=lambda: [0.5, 0.9])
     weight_decay: float = 0.0
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1
+    # each limits the run when given (both: the first reached); neither: `default_epochs`
     max_steps: int = -1
-    max_epochs: int = 10
+    max_epochs: int | None = None
     grad_clip: float = 1.0
     precision: str = "auto"
     gan_weight: float = 0.1
@@ -52,6 +60,9 @@ class TokenizerTraining(_Settings):
     disc_layers: int = 2
     revive_every: int = 200
     revive_min_usage: int = 1
+    # last.ckpt (what --resume continues from) is refreshed every `ckpt_every_minutes` of
+    # training, every `ckpt_every_steps` steps (0: off) and at each epoch end
+    ckpt_every_minutes: float = 10.0
     ckpt_every_steps: int = 500
     log_every: int = 25
     num_workers: int = 0
@@ -59,6 +70,8 @@ class TokenizerTraining(_Settings):
     accumulate: int = 1
     time_budget_s: float | None = None
     epoch_checkpoints: bool = True
+    # epoch checkpoints kept beside last and best (the newest ones; -1: all)
+    keep_checkpoints: int = 3
     # only the decoder side learns: every image keeps its tokens (`--decoder-only`)
     freeze_encoder: bool = False
     # mask-conditioned decoder (tokenizer.dec_cond): the share of samples decoded with nothing
@@ -103,6 +116,7 @@ class TokenizerTraining(_Settings):
 
 @dataclass
 class TransformerTraining(_Settings):
+    default_epochs: ClassVar[int] = 50
     batch_size: int = 64
     lr: float = 4.0e-4
     betas: list = field(default_factory=lambda: [0.9, 0.95])
@@ -110,7 +124,7 @@ class TransformerTraining(_Settings):
     warmup_steps: int = 500
     min_lr_ratio: float = 0.05
     max_steps: int = -1
-    max_epochs: int = 50
+    max_epochs: int | None = None
     grad_clip: float = 1.0
     precision: str = "auto"
     label_smoothing: float = 0.1
@@ -119,6 +133,7 @@ class TransformerTraining(_Settings):
     loss_on: str = "masked"
     ema_decay: float = 0.0
     accumulate: int = 1
+    ckpt_every_minutes: float = 10.0
     ckpt_every_steps: int = 500
     log_every: int = 25
     num_workers: int = 0
@@ -129,6 +144,7 @@ class TransformerTraining(_Settings):
     flip: bool = True
     time_budget_s: float | None = None
     epoch_checkpoints: bool = True
+    keep_checkpoints: int = 3
     # inpainting context: this many masked views per training image (0 = off), used for
     # a `context_prob` fraction of each batch (see `context_inputs`)
     context_views: int = 0
@@ -151,6 +167,16 @@ def training_config(config: dict, kind: str) -> TokenizerTraining | TransformerT
     cls = TokenizerTraining if kind == "tokenizer" else TransformerTraining
     section = f"{kind}_training"
     return dataclass_from_dict(cls, config.get(section) or {}, section)
+
+
+def run_length(t: TokenizerTraining | TransformerTraining, steps_per_epoch: int) -> tuple[int, int]:
+    """(optimiser steps, epochs) of a run: `max_steps` and `max_epochs` each limit it when given
+    (both: whichever is reached first), neither: the stage's `default_epochs`. The epochs are
+    what the progress bar counts to; a run limited by steps stops inside its last one."""
+    epochs = t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 else t.default_epochs)
+    total = min(s for s in (t.max_steps if t.max_steps > 0 else None,
+                            epochs * steps_per_epoch if epochs else None) if s is not None)
+    return total, math.ceil(total / steps_per_epoch)
 
 
 def default_precision(requested: str) -> str:

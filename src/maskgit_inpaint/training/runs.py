@@ -4,6 +4,9 @@ from __future__ import annotations
 import copy
 import datetime
 import logging
+import math
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -17,12 +20,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..checkpoints import WeightsError, atomic_write, load_safetensors, load_strict
 from ..config import merge
-from ..data import NORMALIZATIONS, ImageTensorDataset, context_cache, load_folder, split_files, token_cache
+from ..data import (NORMALIZATIONS, ImageTensorDataset, ResumableLoader, context_cache, load_folder, split_files,
+                    token_cache)
 from ..model import MaskGIT, model_hash
 from ..tokenizer import COND_PARAMS
 from ..widen import widen_decoder
-from .callbacks import LossCurve, ReconGrid, StepTimer, _checkpoints
-from .config import DATA, default_precision, training_config
+from .callbacks import AtomicCheckpointIO, LossCurve, ReconGrid, StepLimit, StepProgressBar, StepTimer, _checkpoints
+from .config import DATA, default_precision, run_length, training_config
 from .stage1 import TokenizerModule
 from .stage2 import TransformerModule
 
@@ -80,10 +84,30 @@ def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs
                TensorBoardLogger(run_dir, name="logs", version="tb")]
     if t.get("time_budget_s"):  # Lightning's Timer stops the run; its clock is checkpointed
         kw["max_time"] = datetime.timedelta(seconds=float(t["time_budget_s"]))
+    # checkpoints written atomically; the training loader shards itself across DDP ranks (and
+    # keeps its place for a mid-epoch resume), so Lightning must not swap its sampler
     return L.Trainer(default_root_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs,
-                     precision=default_precision(t["precision"]), logger=loggers, callbacks=callbacks,
-                     log_every_n_steps=t["log_every"], num_sanity_val_steps=0, enable_model_summary=False,
-                     **kw)
+                     precision=default_precision(t["precision"]), logger=loggers,
+                     callbacks=callbacks + [StepLimit(), StepProgressBar()], plugins=[AtomicCheckpointIO()],
+                     use_distributed_sampler=False, log_every_n_steps=t["log_every"], num_sanity_val_steps=0,
+                     enable_model_summary=False, **kw)
+
+
+def _set_length(trainer: L.Trainer, module, t, n_items: int, accumulate: int = 1) -> int:
+    """Sets the run's length in steps on the module (its LR schedule), the callback that stops
+    the run (`StepLimit`) and the progress bar; returns it. Steps per epoch as `ResumableLoader`
+    makes them on this many devices. Lightning gets neither limit (see `StepLimit`): a limit in
+    epochs is one in steps."""
+    batches = n_items // (trainer.num_devices * trainer.num_nodes) // t["batch_size"]
+    total, epochs = run_length(t, max(1, math.ceil(batches / accumulate)))
+    trainer.fit_loop.max_epochs = -1
+    module.total_steps = total
+    for cb in trainer.callbacks:
+        if isinstance(cb, StepLimit):
+            cb.total_steps = total
+        if isinstance(cb, StepProgressBar):
+            cb.total_steps, cb.epochs, cb.accumulate = total, epochs, accumulate
+    return total
 
 
 # Lightning warnings that say nothing a user of these commands can act on
@@ -109,20 +133,88 @@ def _fit(trainer: L.Trainer, module, loaders: dict, ckpt: str | None) -> None:
         trainer.fit(module, **loaders, ckpt_path=ckpt)
 
 
-def _resume_path(run_dir: Path, resume: bool) -> str | None:
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"{last}: nothing to resume")
-        return str(last)
-    if last.is_file():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    return None
+def _is_first_process() -> bool:
+    """Rank 0 of the launch (Lightning re-runs the command for the other local ranks)."""
+    return all(int(os.environ.get(k, 0) or 0) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK"))
+
+
+def _checkpoint_step(path: Path) -> tuple[int, int] | str:
+    """(run step, epoch) of a checkpoint that --resume can continue from, or why it cannot."""
+    try:
+        ck = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        sd = ck["state_dict"]
+        if not ck.get("optimizer_states") or "loops" not in ck:
+            return "weights only, no training state"
+        # stage 1 counts its own steps (two optimisers make global_step count double)
+        return int(sd["step_count"]) if "step_count" in sd else int(ck["global_step"]), int(ck["epoch"])
+    except Exception as e:  # a truncated or foreign file: any of several errors
+        return f"unreadable ({' '.join(str(e).split())[:120]})"
+
+
+def _resume_from(run_dir: Path) -> tuple[Path | None, int]:
+    """The checkpoint --resume continues from: last.ckpt, or when it is missing or unreadable
+    the newest readable other one; (None, 0) when the run was stopped before its first save."""
+    ck = run_dir / "checkpoints"
+    last = ck / "last.ckpt"
+    found = _checkpoint_step(last) if last.is_file() else "missing"
+    if not isinstance(found, str):
+        log.info("resuming %s from %s at step %d", run_dir, last, found[0])
+        return last, found[0]
+    why = f"{last} is {found}"
+    others = []
+    for p in ck.glob("*.ckpt") if ck.is_dir() else []:
+        if p != last and not isinstance(step := _checkpoint_step(p), str):
+            others.append((step, p.stat().st_mtime, p))
+    if not others:
+        log.warning("%s and no other checkpoint is readable: the run starts again from step 0", why)
+        return None, 0
+    (step, _), _, path = max(others)
+    log.warning("%s: resuming from %s at step %d instead", why, path, step)
+    return path, step
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> tuple[str | None, int]:
+    """Refuses a run directory that already holds checkpoints unless the run is resumed or
+    overwritten, clears it for --overwrite, and picks the checkpoint to resume from."""
+    ck = run_dir / "checkpoints"
+    if resume and overwrite:
+        raise ValueError("--resume continues the run and --overwrite starts it over: give one of them")
+    held = sorted(ck.glob("*.ckpt")) if ck.is_dir() else []
+    first = _is_first_process()
+    if not resume:
+        if held and not overwrite:
+            raise FileExistsError(f"{run_dir} already holds a run ({len(held)} checkpoints in {ck}); pass --resume to "
+                                  f"continue it, --overwrite to delete it and start over, or choose another --out")
+        if overwrite and first:
+            for name in ("checkpoints", "logs", "recon"):
+                shutil.rmtree(run_dir / name, ignore_errors=True)
+            (run_dir / "loss_curve.png").unlink(missing_ok=True)
+            if held:
+                log.info("--overwrite: deleted the run in %s (%d checkpoints)", run_dir, len(held))
+        return None, 0
+    path, step = _resume_from(run_dir)
+    if first and ck.is_dir():
+        for tmp in ck.glob(".*.tmp"):  # the unfinished write of a killed run
+            tmp.unlink(missing_ok=True)
+        for p in ck.glob("epoch*.ckpt"):  # from after the resume point: the resumed run makes them again
+            if not isinstance(found := _checkpoint_step(p), str) and found[0] > step:
+                p.unlink()
+    return (str(path) if path is not None else None), step
 
 
 def _resumed_config(run_dir: Path, config: dict, section: str) -> dict:
     """The run's own config, with only the training settings given now laid over its section."""
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: nothing to resume (no config.yaml: not a training run)")
     return merge(load_run_config(run_dir), {section: config.get(section) or {}})
+
+
+def _already_done(run_dir: Path, step: int | None, total: int) -> bool:
+    if step is not None and step >= total:
+        log.info("the run in %s is at step %d of its %d: nothing to train (raise --max-steps or --max-epochs "
+                 "to go on)", run_dir, step, total)
+        return True
+    return False
 
 
 def _check_init_resume(init, resume: bool) -> None:
@@ -139,8 +231,9 @@ def _load_init(init: str | Path, require_transformer: bool):
 
 
 def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, accelerator: str = "auto",
-                    init: str | Path | None = None) -> Path:
-    """Stage 1. `init`: a model directory whose tokenizer weights (and architecture) to start from."""
+                    init: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Stage 1. `init`: a model directory whose tokenizer weights (and architecture) to start from.
+    `overwrite`: delete the run already in `run_dir` (else refused unless resumed)."""
     run_dir = Path(run_dir)
     _check_init_resume(init, resume)
     if resume:
@@ -169,7 +262,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
             config["init"]["widened_decoder"] = widen
     elif training_config(config, "tokenizer")["widen_decoder"] != 1 and not resume:
         raise ValueError("tokenizer_training.widen_decoder widens a trained decoder: give --init MODEL_DIR")
-    ckpt = _resume_path(run_dir, resume)
+    ckpt, start = _prepare_run_dir(run_dir, resume, overwrite)
     config = copy.deepcopy(config)
     config["kind"] = "tokenizer"
     t = training_config(config, "tokenizer")
@@ -188,8 +281,8 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     train_u8, _ = load_folder(train_files, size)
     norm = config["normalization"]
     train_ds = ImageTensorDataset(train_u8, norm["mean"], norm["std"], flip=True)
-    loaders = {"train_dataloaders": DataLoader(train_ds, batch_size=t["batch_size"], shuffle=True, drop_last=True,
-                                               num_workers=t["num_workers"])}
+    loaders = {"train_dataloaders": ResumableLoader(train_ds, t["batch_size"], seed=t["seed"], flip=True,
+                                                    num_workers=t["num_workers"])}
     grid = None
     if val_files:
         val_u8, _ = load_folder(val_files, size)
@@ -197,9 +290,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
         loaders["val_dataloaders"] = DataLoader(val_ds, batch_size=64, shuffle=False)
         grid = torch.stack([val_ds[i] for i in range(min(16, len(val_ds)))])
     _check_batches(len(train_ds), t["batch_size"], "images", data["train"])
-    steps_per_epoch = len(train_ds) // t["batch_size"]
-    total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
-    module = TokenizerModule(config, total_steps=total)
+    module = TokenizerModule(config)
     if init_model is not None:
         missing, unexpected = module.vqgan.load_state_dict(init_model.tokenizer.state_dict(), strict=False)
         new = [k for k in missing if not k.startswith(COND_PARAMS)]
@@ -215,11 +306,11 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
         cbs.append(ReconGrid(run_dir, grid))
-    # the module counts its own steps (two optimisers make trainer.global_step count double)
-    trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=t["max_epochs"] if t["max_steps"] <= 0 else -1,
-                       resume=ckpt is not None, accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
-                       strategy=_stage1_strategy(t["strategy"]))
-    _fit(trainer, module, loaders, ckpt)
+    trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=1, resume=resume, accelerator=accelerator,
+                       devices=t["devices"], num_nodes=t["num_nodes"], strategy=_stage1_strategy(t["strategy"]))
+    total = _set_length(trainer, module, t, len(train_ds))
+    if not _already_done(run_dir, ckpt and start, total):
+        _fit(trainer, module, loaders, ckpt)
     return run_dir
 
 
@@ -254,7 +345,7 @@ def _stage1_strategy(strategy: str) -> str:
 
 
 def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Path | None, resume: bool = False,
-                      accelerator: str = "auto", init: str | Path | None = None) -> Path:
+                      accelerator: str = "auto", init: str | Path | None = None, overwrite: bool = False) -> Path:
     """Stage 2 on the tokens of `tokenizer_dir`. `init`: a full model directory whose transformer
     weights (and architecture) to start from; its tokenizer is used when `tokenizer_dir` is None."""
     run_dir = Path(run_dir)
@@ -271,7 +362,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
         arch = {k: v for k, v in init_model.config["transformer"].items() if k != "dropout"}
         config["transformer"] = {**(config.get("transformer") or {}), **copy.deepcopy(arch)}
         config["init"] = init_record
-    ckpt = _resume_path(run_dir, resume)
+    ckpt, start = _prepare_run_dir(run_dir, resume, overwrite)
     if not tokenizer_dir:
         raise ValueError("stage 2 needs --tokenizer MODEL_DIR (a tokenizer exported with `maskgit export`)")
     tok_model = MaskGIT.from_dir(tokenizer_dir, require_transformer=False)
@@ -307,8 +398,8 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
         train_set += context_cache(run_dir / "cache" / "train_context.safetensors", tok_model.tokenizer, train_files,
                                    size, norm["mean"], norm["std"], flip=t["flip"], views=t["context_views"],
                                    seed=t["seed"], device=dev)
-    loaders = {"train_dataloaders": DataLoader(TensorDataset(*train_set), batch_size=t["batch_size"], shuffle=True,
-                                               drop_last=True, num_workers=t["num_workers"])}
+    loaders = {"train_dataloaders": ResumableLoader(TensorDataset(*train_set), t["batch_size"], seed=t["seed"],
+                                                    num_workers=t["num_workers"])}
     if val_files:
         val_tok = token_cache(run_dir / "cache" / "val_tokens.safetensors", tok_model.tokenizer, val_files, size,
                               norm["mean"], norm["std"], flip=False, device=dev)
@@ -319,9 +410,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
                                      device=dev)
         loaders["val_dataloaders"] = DataLoader(TensorDataset(*val_set), batch_size=128, shuffle=False)
     _check_batches(len(train_tok), t["batch_size"], "samples (images, with flips)", data["train"])
-    steps_per_epoch = max(1, len(train_tok) // t["batch_size"] // t["accumulate"])
-    total = t["max_steps"] if t["max_steps"] > 0 else t["max_epochs"] * steps_per_epoch
-    module = TransformerModule(config, total_steps=total)
+    module = TransformerModule(config)
     if init_model is not None:
         load_strict(module.transformer, init_model.transformer.state_dict(), Path(init) / "transformer.safetensors")
         log.info("transformer weights initialised from %s", init)
@@ -329,11 +418,12 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
     cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
     if t["ema_decay"] > 0:
         cbs.append(EMAWeightAveraging(decay=t["ema_decay"]))
-    trainer = _trainer(run_dir, t, cbs, max_steps=t["max_steps"], max_epochs=t["max_epochs"],
-                       accumulate_grad_batches=t["accumulate"], gradient_clip_val=t["grad_clip"],
-                       resume=ckpt is not None, accelerator=accelerator, devices=t["devices"], num_nodes=t["num_nodes"],
-                       strategy=t["strategy"])
-    _fit(trainer, module, loaders, ckpt)
+    trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=1, accumulate_grad_batches=t["accumulate"],
+                       gradient_clip_val=t["grad_clip"], resume=resume, accelerator=accelerator, devices=t["devices"],
+                       num_nodes=t["num_nodes"], strategy=t["strategy"])
+    total = _set_length(trainer, module, t, len(train_tok), accumulate=t["accumulate"])
+    if not _already_done(run_dir, ckpt and start, total):
+        _fit(trainer, module, loaders, ckpt)
     return run_dir
 
 

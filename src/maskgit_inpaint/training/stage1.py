@@ -204,8 +204,6 @@ class TokenizerModule(L.LightningModule):
         self.step_count += 1
         self.log_dict({"train/l1": rec, "train/q_loss": q_loss, "train/loss": loss,
                        "lr": scheds[0].get_last_lr()[0]}, prog_bar=True)
-        if self.t["max_steps"] > 0 and int(self.step_count) >= self.t["max_steps"]:
-            self.trainer.should_stop = True
 
     @torch.no_grad()
     def _revive(self, x):
