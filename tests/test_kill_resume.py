@@ -54,15 +54,14 @@ def _args(stage: str, data: dict, out: Path, *extra: str) -> list[str]:
     sec = f"{stage}_training"
     common = ["--data", str(data["train"]), "--val", str(data["val"]), "--out", str(out), "--preset", "tiny",
               "--max-steps", str(STEPS), "--batch-size", "4", "--accelerator", "cpu",
-              "--set", f"{sec}.precision=32-true", "--set", f"{sec}.log_every=1", "--set", f"{sec}.warmup_steps=2"]
+              "--set", f"{sec}.precision=32-true", "--set", f"{sec}.log_every=1", "--set", f"{sec}.warmup_steps=2",
+              "--set", f"{sec}.ckpt_every_steps=3"]
     if stage == "tokenizer":
-        # the GAN from step 0 (two optimisers: Lightning's global_step counts 2 per step, so a
-        # periodic save every 6 of them is every 3 steps) and dead codes revived from the RNG
+        # the GAN from step 0 (two optimisers) and dead codes revived from the RNG
         return ["train-tokenizer", *common, "--set", "tokenizer.image_size=32", "--set", f"{sec}.disc_start=0",
                 "--set", f"{sec}.disc_channels=8", "--set", f"{sec}.disc_layers=1", "--set", f"{sec}.revive_every=5",
-                "--set", f"{sec}.ckpt_every_steps=6", *extra]
-    return ["train", *common, "--tokenizer", str(data["tok"]), "--set", f"{sec}.flip=false",
-            "--set", f"{sec}.ckpt_every_steps=3", *extra]
+                *extra]
+    return ["train", *common, "--tokenizer", str(data["tok"]), "--set", f"{sec}.flip=false", *extra]
 
 
 def _start(marker: Path, point: str, args: list[str]) -> subprocess.Popen:

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import math
 import shutil
+import types
 import warnings
 from pathlib import Path
 
@@ -684,12 +685,19 @@ def test_second_tokenizer_run_in_same_out_is_refused(tok_run, tok_images, capsys
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err
     assert (tok_run / "config.yaml").read_bytes() == before
-    # and resuming a directory that holds nothing says so
-    empty = tok_run.parent / "config_only_run"
-    empty.mkdir()
-    shutil.copy(tok_run / "config.yaml", empty / "config.yaml")
+    # and resuming a directory that holds no run says so
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        train_tokenizer(_t1_config(tok_images), empty, resume=True, accelerator="cpu")
+        train_tokenizer(_t1_config(tok_images), tok_run.parent / "no_run_here", resume=True, accelerator="cpu")
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tok_run, tok_images, tmp_path, caplog):
+    run = tmp_path / "config_only_run"
+    run.mkdir()
+    shutil.copy(tok_run / "config.yaml", run / "config.yaml")
+    with caplog.at_level("WARNING", logger="maskgit_inpaint"):
+        train_tokenizer(_t1_config(tok_images), run, resume=True, accelerator="cpu")
+    assert "starts again from step 0" in caplog.text
+    assert int(_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]["step_count"]) == TOK_STEPS
 
 
 def test_export_of_a_tokenizer_run_holds_the_checkpoint_weights(tok_run, tmp_path):
@@ -724,6 +732,123 @@ def test_resume_with_only_max_steps_keeps_the_runs_other_settings(tok_run, tok_i
         main(["train-tokenizer", "--resume", "--data", str(tok_images), "--out", str(tok_run),
               "--max-steps", str(TOK_STEPS + 2), "--accelerator", "cpu"])
     assert captured["tokenizer_training"] == {**saved, "max_steps": TOK_STEPS + 2}
+
+
+# ============================================================================= run length, refusal, retention
+def test_run_length_takes_whichever_limit_is_given_and_the_first_reached_of_both():
+    def length(max_steps=-1, max_epochs=None, kind="transformer", spe=4):
+        t = training.training_config({f"{kind}_training": {"max_steps": max_steps, "max_epochs": max_epochs}}, kind)
+        return training.run_length(t, spe)
+
+    assert length(150) == (150, 38)  # steps alone: no default epoch limit
+    assert length(max_epochs=3) == (12, 3)
+    assert length(150, 3) == (12, 3) and length(10, 3) == (10, 3)
+    assert length() == (200, 50) and length(kind="tokenizer") == (40, 10)  # neither: the stage's default
+    with pytest.raises(ValueError, match="max_epochs"):
+        length(max_epochs=0)
+
+
+@pytest.fixture(scope="module")
+def images64x32(tmp_path_factory, tools) -> Path:
+    """64 images of 32x32 pixels."""
+    root = tmp_path_factory.mktemp("images64")
+    rng = np.random.default_rng(3)
+    for i in range(64):
+        tools.write_png(tools.synthetic_image(rng, 32), root / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tok32_dir(tmp_path_factory) -> Path:
+    cfg = preset("tiny")
+    cfg["image_size"] = 32
+    cfg["tokenizer"]["image_size"] = 32
+    cfg["transformer"] = None
+    torch.manual_seed(0)
+    return MaskGIT(cfg).save(tmp_path_factory.mktemp("tok32"))
+
+
+def _ckpt_files(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("stage", ["tokenizer", "transformer"])
+def test_max_steps_150_on_64_images_stops_at_step_150(stage, images64x32, tok32_dir, tmp_path, capsys):
+    """Past the default epoch limit of either stage (10 epochs of 4 steps; 50 of 2), which only
+    applies when neither limit is given; and the retention keeps last, best and 3 epochs."""
+    sec = f"{stage}_training"
+    argv = ["--data", str(images64x32), "--out", str(tmp_path / "run"), "--preset", "tiny", "--max-steps", "150",
+            "--accelerator", "cpu", "--set", f"{sec}.precision=32-true", "--set", "data.val_fraction=0",
+            "--set", f"{sec}.log_every=50"]
+    if stage == "tokenizer":
+        argv = ["train-tokenizer", *argv, "--batch-size", "16", "--set", "tokenizer.image_size=32"]
+    else:
+        argv = ["train", *argv, "--batch-size", "64", "--tokenizer", str(tok32_dir)]
+    assert main(argv) == 0, capsys.readouterr().err[-2000:]
+    ck = tmp_path / "run" / "checkpoints"
+    last = _ckpt(ck / "last.ckpt")
+    step = int(last["state_dict"]["step_count"]) if stage == "tokenizer" else last["global_step"]
+    assert step == 150
+    assert last["lr_schedulers"][0]["last_epoch"] == 150
+    assert _ckpt_files(tmp_path / "run") == ["best.ckpt", "epoch0035.ckpt", "epoch0036.ckpt", "epoch0037.ckpt",
+                                              "last.ckpt"] if stage == "tokenizer" else \
+        ["best.ckpt", "epoch0072.ckpt", "epoch0073.ckpt", "epoch0074.ckpt", "last.ckpt"]
+    # and the progress bar counted to the right totals
+    bar = "".join(capsys.readouterr())
+    assert "step=150/150" in bar and ("Epoch 37/37" if stage == "tokenizer" else "Epoch 74/74") in bar
+
+
+def test_max_epochs_with_max_steps_stops_at_the_first_reached(images64x32, tok32_dir, tmp_path):
+    cfg = merge(_t2_config(images64x32, batch_size=32, max_steps=150, max_epochs=3), {"data": {"val_fraction": 0}})
+    run = train_transformer(cfg, tmp_path / "run", tok32_dir, accelerator="cpu")
+    assert _ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 6  # 3 epochs of 2 steps
+
+
+def test_a_run_directory_with_checkpoints_is_refused_unless_resumed_or_overwritten(images64x32, tmp_path, capsys):
+    """30 steps leave at most 5 checkpoint files; a second run into the directory is refused
+    with a message naming --resume and --overwrite; --overwrite starts it over."""
+    run = tmp_path / "run"
+    argv = ["train-tokenizer", "--data", str(images64x32), "--out", str(run), "--preset", "tiny", "--max-steps", "30",
+            "--batch-size", "16", "--accelerator", "cpu", "--set", "tokenizer.image_size=32",
+            "--set", "tokenizer_training.precision=32-true", "--set", "tokenizer_training.log_every=10"]
+    assert main(argv) == 0
+    files = _ckpt_files(run)
+    assert len(files) <= 5 and "last.ckpt" in files and "best.ckpt" in files, files
+    first = _ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert main([*argv, "--resume", "--overwrite"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert main([*argv, "--overwrite", "--max-steps", "3"]) == 0
+    assert "deleted the run" in capsys.readouterr().err
+    assert _ckpt_files(run) == ["best.ckpt", "epoch0000.ckpt", "last.ckpt"]  # 3 steps: one epoch (61 images)
+    assert int(_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]["step_count"]) == 3
+    assert not (run / "logs" / "resume1").exists()
+    assert {int(r["step"]) for r in read_metrics(run) if r.get("train/l1")} <= {0, 1, 2}
+    assert any(not torch.equal(v, _ckpt(run / "checkpoints" / "last.ckpt")["state_dict"][k]) for k, v in first.items())
+
+
+def test_unreadable_training_images_are_listed_and_skipped(images64x32, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(images64x32, data)
+    (data / "broken.png").write_bytes(b"not an image")
+    (data / "sub").mkdir()
+    (data / "sub" / "empty.jpg").write_bytes(b"")
+    argv = ["train-tokenizer", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny",
+            "--max-steps", "2", "--batch-size", "16", "--accelerator", "cpu", "--set", "tokenizer.image_size=32"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 of 66 images" in err and "broken.png" in err and "empty.jpg" in err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"nope")
+    argv[argv.index(str(data))] = str(bad)
+    argv[argv.index(str(tmp_path / "run"))] = str(tmp_path / "run2")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: none of the 1 images could be read" in err and "Traceback" not in err
 
 
 # ============================================================================= command line
@@ -802,8 +927,12 @@ def test_cli_train_export_inpaint_end_to_end(tmp_path, tools, capsys):
 class _CaptureFit:
     """Stands in for the Lightning trainer: records the module's weights when fit() starts."""
 
+    num_devices = num_nodes = 1
+    callbacks: list = []
+
     def __init__(self, store: dict):
         self.store = store
+        self.fit_loop = types.SimpleNamespace(max_epochs=None)
 
     def fit(self, module, **kwargs):
         self.store["state"] = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -1166,8 +1295,9 @@ def test_cond_only_needs_a_conditioned_decoder(tmp_path, tok_images):
 
 def test_training_stopped_before_its_first_validation_passes_on_no_lightning_noise(tmp_path, images32, tok_dir,
                                                                                    capfd):
-    """Both stages stopped by --max-steps mid-epoch: `best` has no val metric yet, which must not
-    give a missing-key warning; Lightning's tips and warnings about its own internals stay out too."""
+    """Both stages stopped by --max-steps mid-epoch (which ends the epoch with a validation), and
+    a run without validation: no missing-key warning for `best`; Lightning's tips and warnings
+    about its own internals stay out too."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rc1 = main(["train-tokenizer", "--data", str(images32), "--out", str(tmp_path / "t"), "--preset", "tiny",
@@ -1175,7 +1305,6 @@ def test_training_stopped_before_its_first_validation_passes_on_no_lightning_noi
                     "--set", "tokenizer_training.ckpt_every_steps=1", "--set", "tokenizer_training.disc_start=1"])
         rc2 = main(["train", "--data", str(images32), "--tokenizer", str(tok_dir), "--out", str(tmp_path / "s"),
                     "--preset", "tiny", "--max-steps", "2", "--batch-size", "8", "--accelerator", "cpu"])
-        assert not (tmp_path / "s" / "checkpoints" / "best.ckpt").exists()  # never validated
         rc3 = main(["train", "--resume", "--data", str(images32), "--out", str(tmp_path / "s"),
                     "--max-steps", "3", "--accelerator", "cpu"])
         rc4 = main(["train-tokenizer", "--data", str(images32), "--out", str(tmp_path / "t0"), "--preset", "tiny",

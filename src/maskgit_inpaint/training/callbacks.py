@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import datetime
 import logging
 import random
 import time
@@ -122,11 +121,8 @@ def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
     # the newest checkpoint of each, kept under that one name (Lightning's `save_last` writes
     # only beside a checkpoint saved at the same step, so it misses epoch ends)
     last = dict(dirpath=ck, filename="last", save_top_k=1, enable_version_counter=False)
-    lasts = [ModelCheckpoint(**last, every_n_epochs=1)]
-    if t["ckpt_every_steps"] > 0:
-        lasts.append(ModelCheckpoint(**last, every_n_train_steps=t["ckpt_every_steps"]))
-    if t["ckpt_every_minutes"] > 0:
-        lasts.append(ModelCheckpoint(**last, train_time_interval=datetime.timedelta(minutes=t["ckpt_every_minutes"])))
+    lasts = [ModelCheckpoint(**last, every_n_epochs=1),
+             PeriodicCheckpoint(ck / "last.ckpt", t["ckpt_every_steps"], t["ckpt_every_minutes"])]
     return epochs + [
         # with a val split, only after a validation: a run stopped mid-epoch (max_steps, time budget)
         # has no val metric for its last weights, and Lightning would warn that the key is missing
@@ -137,6 +133,32 @@ def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
         FinalCheckpoint(ck / "last.ckpt"),
         RngState(),
     ]
+
+
+class PeriodicCheckpoint(Callback):
+    """Refreshes `path` (last.ckpt) every `every_steps` steps of the run's own count and every
+    `every_minutes` of training, after an optimiser step (never inside an accumulation). Not
+    ModelCheckpoint's triggers: they count optimiser steps (two per step in stage 1) and ignore
+    the time interval under manual optimisation (stage 1)."""
+
+    def __init__(self, path: Path, every_steps: int, every_minutes: float):
+        self.path, self.every_steps, self.every_s = Path(path), every_steps, every_minutes * 60
+        self._t0, self._prev = time.monotonic(), None
+
+    def on_train_start(self, trainer, pl_module):
+        self._t0, self._prev = time.monotonic(), trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self._prev:  # inside a gradient accumulation: nothing stepped
+            return
+        self._prev = trainer.global_step
+        step = int(getattr(pl_module, "step_count", trainer.global_step))
+        due = self.every_steps > 0 and step % self.every_steps == 0
+        if self.every_s > 0:  # rank 0's clock decides: saving is collective
+            due = trainer.strategy.broadcast(due or time.monotonic() - self._t0 >= self.every_s, src=0)
+        if due:
+            trainer.save_checkpoint(str(self.path))
+            self._t0 = time.monotonic()
 
 
 def _write_checkpoint(checkpoint: dict, path: str) -> None:

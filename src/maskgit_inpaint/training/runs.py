@@ -54,6 +54,20 @@ def _normalization(config: dict) -> dict:
 
 
 
+def _load_split(train_files: list[Path], val_files: list[Path], size: int, train_dir) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation images decoded in one pass, so the unreadable ones of both are
+    listed together and skipped; refused only when no training image is left."""
+    images, kept = load_folder(train_files + val_files, size)
+    val = set(val_files)
+    is_val = torch.tensor([p in val for p in kept], dtype=torch.bool)
+    if not (~is_val).any():
+        raise ValueError(f"{train_dir}: none of the {len(train_files)} training images could be read")
+    if val_files and not is_val.any():
+        log.warning("none of the %d validation images could be read: the run goes on without validation",
+                    len(val_files))
+    return images[~is_val], images[is_val]
+
+
 def _check_batches(n_items: int, batch_size: int, what: str, data_dir) -> None:
     if n_items // batch_size == 0:
         raise ValueError(f"{data_dir}: {n_items} training {what} is fewer than one batch of {batch_size}; "
@@ -278,14 +292,13 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     L.seed_everything(t["seed"], workers=True)
     size = config["tokenizer"].get("image_size", 64)
     train_files, val_files = split_files(data["train"], data["val"], data["val_fraction"], t["seed"])
-    train_u8, _ = load_folder(train_files, size)
+    train_u8, val_u8 = _load_split(train_files, val_files, size, data["train"])
     norm = config["normalization"]
     train_ds = ImageTensorDataset(train_u8, norm["mean"], norm["std"], flip=True)
     loaders = {"train_dataloaders": ResumableLoader(train_ds, t["batch_size"], seed=t["seed"], flip=True,
                                                     num_workers=t["num_workers"])}
     grid = None
-    if val_files:
-        val_u8, _ = load_folder(val_files, size)
+    if len(val_u8):
         val_ds = ImageTensorDataset(val_u8, norm["mean"], norm["std"], flip=False)
         loaders["val_dataloaders"] = DataLoader(val_ds, batch_size=64, shuffle=False)
         grid = torch.stack([val_ds[i] for i in range(min(16, len(val_ds)))])
@@ -302,7 +315,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     if not resume:
         _load_parts(module, t)
     module.reset_ema()
-    cbs = _checkpoints(run_dir, "val/l1" if val_files else "train/l1", t)
+    cbs = _checkpoints(run_dir, "val/l1" if len(val_u8) else "train/l1", t)
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
         cbs.append(ReconGrid(run_dir, grid))
