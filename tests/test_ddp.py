@@ -67,7 +67,16 @@ def test_two_process_ddp_keeps_ranks_identical_and_resumes(stage, data, tok_dir,
     assert step == a["step"] > 0
     for k in ("rank0.pt", "rank1.pt"):
         (out / k).unlink()
-    _train(stage, data, out, "--resume")
+    # the same rules as on one device: a second run into the directory is refused ...
+    r = subprocess.run([sys.executable, str(HELPER), stage, str(data), str(out), str(tok_dir)], capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert r.returncode != 0 and "already holds a run" in r.stderr and "--overwrite" in r.stderr, r.stderr[-2000:]
+    if stage == "transformer":  # ... and an unreadable last.ckpt falls back to the newest other checkpoint
+        last = out / "checkpoints" / "last.ckpt"
+        last.write_bytes(last.read_bytes()[:1000])
+    r = _train(stage, data, out, "--resume")
+    if stage == "transformer":
+        assert "resuming from" in r.stderr and "best.ckpt at step 2 instead" in r.stderr, r.stderr[-2000:]
     a2, b2 = _ranks(out)
     _identical(a2, b2)
     assert a2["step"] == 2 * step  # 3 more steps of the module's own count, from where it stopped

@@ -10,7 +10,6 @@ import contextlib
 import copy
 import math
 import shutil
-import types
 import warnings
 from pathlib import Path
 
@@ -748,6 +747,25 @@ def test_run_length_takes_whichever_limit_is_given_and_the_first_reached_of_both
         length(max_epochs=0)
 
 
+@pytest.mark.parametrize("every", [{"ckpt_every_minutes": 1e-6, "ckpt_every_steps": 0},
+                                   {"ckpt_every_minutes": 0, "ckpt_every_steps": 1}])
+def test_last_ckpt_is_refreshed_on_the_clock_or_every_n_steps_of_stage_1(every, tok_images, tmp_path, monkeypatch):
+    """Stage 1 steps two optimisers by hand: Lightning's ModelCheckpoint would count 2 per step
+    and never look at its clock; `ckpt_every_minutes` / `ckpt_every_steps` count the run's steps."""
+    saved = []
+    real = training.callbacks._write_checkpoint
+
+    def recording(checkpoint, path):
+        if ".last.ckpt." in str(path):
+            saved.append(int(checkpoint["state_dict"]["step_count"]))
+        real(checkpoint, path)
+
+    monkeypatch.setattr(training.callbacks, "_write_checkpoint", recording)
+    train_tokenizer(_t1_config(tok_images, max_steps=3, epoch_checkpoints=False, **every), tmp_path / "run",
+                    accelerator="cpu")
+    assert {1, 2, 3} <= set(saved)  # 2 steps per epoch: step 1 is mid-epoch
+
+
 @pytest.fixture(scope="module")
 def images64x32(tmp_path_factory, tools) -> Path:
     """64 images of 32x32 pixels."""
@@ -932,7 +950,6 @@ class _CaptureFit:
 
     def __init__(self, store: dict):
         self.store = store
-        self.fit_loop = types.SimpleNamespace(max_epochs=None)
 
     def fit(self, module, **kwargs):
         self.store["state"] = {k: v.detach().clone() for k, v in module.state_dict().items()}

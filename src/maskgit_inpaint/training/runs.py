@@ -54,7 +54,8 @@ def _normalization(config: dict) -> dict:
 
 
 
-def _load_split(train_files: list[Path], val_files: list[Path], size: int, train_dir) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_split(train_files: list[Path], val_files: list[Path], size: int,
+                train_dir) -> tuple[torch.Tensor, torch.Tensor]:
     """Training and validation images decoded in one pass, so the unreadable ones of both are
     listed together and skipped; refused only when no training image is left."""
     images, kept = load_folder(train_files + val_files, size)
@@ -81,8 +82,8 @@ class _NoTips(logging.Filter):
         return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
 
 
-def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs: int, resume: bool = False,
-             **kw) -> L.Trainer:
+def _trainer(run_dir: Path, t: dict, callbacks: list, resume: bool = False, **kw) -> L.Trainer:
+    """The trainer of a run, without a length: `_set_length` gives it one (`StepLimit`)."""
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _NoTips) for f in rank_zero.filters):
         rank_zero.addFilter(_NoTips())
@@ -100,7 +101,7 @@ def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs
         kw["max_time"] = datetime.timedelta(seconds=float(t["time_budget_s"]))
     # checkpoints written atomically; the training loader shards itself across DDP ranks (and
     # keeps its place for a mid-epoch resume), so Lightning must not swap its sampler
-    return L.Trainer(default_root_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs,
+    return L.Trainer(default_root_dir=run_dir, max_steps=-1, max_epochs=-1,
                      precision=default_precision(t["precision"]), logger=loggers,
                      callbacks=callbacks + [StepLimit(), StepProgressBar()], plugins=[AtomicCheckpointIO()],
                      use_distributed_sampler=False, log_every_n_steps=t["log_every"], num_sanity_val_steps=0,
@@ -110,11 +111,10 @@ def _trainer(run_dir: Path, t: dict, callbacks: list, max_steps: int, max_epochs
 def _set_length(trainer: L.Trainer, module, t, n_items: int, accumulate: int = 1) -> int:
     """Sets the run's length in steps on the module (its LR schedule), the callback that stops
     the run (`StepLimit`) and the progress bar; returns it. Steps per epoch as `ResumableLoader`
-    makes them on this many devices. Lightning gets neither limit (see `StepLimit`): a limit in
-    epochs is one in steps."""
+    makes them on this many devices. Lightning is given neither limit (see `StepLimit`): a limit
+    in epochs is one in steps."""
     batches = n_items // (trainer.num_devices * trainer.num_nodes) // t["batch_size"]
     total, epochs = run_length(t, max(1, math.ceil(batches / accumulate)))
-    trainer.fit_loop.max_epochs = -1
     module.total_steps = total
     for cb in trainer.callbacks:
         if isinstance(cb, StepLimit):
@@ -139,10 +139,10 @@ _QUIET = (
 
 
 def _fit(trainer: L.Trainer, module, loaders: dict, ckpt: str | None) -> None:
-    """`trainer.fit`, without the Lightning warnings in `_QUIET` (and, when resuming, the one that
-    the run's checkpoint folder is not empty)."""
+    """`trainer.fit`, without the Lightning warnings in `_QUIET` (and the one that the run's
+    checkpoint folder is not empty: `_prepare_run_dir` has refused or cleared a run there)."""
     with warnings.catch_warnings():
-        for message in _QUIET + (("Checkpoint directory .* exists and is not empty",) if ckpt else ()):
+        for message in _QUIET + ("Checkpoint directory .* exists and is not empty",):
             warnings.filterwarnings("ignore", message=message)
         trainer.fit(module, **loaders, ckpt_path=ckpt)
 
@@ -319,7 +319,7 @@ def train_tokenizer(config: dict, run_dir: str | Path, resume: bool = False, acc
     cbs += [LossCurve(run_dir, ("train/l1", "val/l1")), StepTimer()]
     if grid is not None:
         cbs.append(ReconGrid(run_dir, grid))
-    trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=1, resume=resume, accelerator=accelerator,
+    trainer = _trainer(run_dir, t, cbs, resume=resume, accelerator=accelerator,
                        devices=t["devices"], num_nodes=t["num_nodes"], strategy=_stage1_strategy(t["strategy"]))
     total = _set_length(trainer, module, t, len(train_ds))
     if not _already_done(run_dir, ckpt and start, total):
@@ -431,7 +431,7 @@ def train_transformer(config: dict, run_dir: str | Path, tokenizer_dir: str | Pa
     cbs += [LossCurve(run_dir, ("train/loss", "val/loss")), StepTimer()]
     if t["ema_decay"] > 0:
         cbs.append(EMAWeightAveraging(decay=t["ema_decay"]))
-    trainer = _trainer(run_dir, t, cbs, max_steps=-1, max_epochs=1, accumulate_grad_batches=t["accumulate"],
+    trainer = _trainer(run_dir, t, cbs, accumulate_grad_batches=t["accumulate"],
                        gradient_clip_val=t["grad_clip"], resume=resume, accelerator=accelerator, devices=t["devices"],
                        num_nodes=t["num_nodes"], strategy=t["strategy"])
     total = _set_length(trainer, module, t, len(train_tok), accumulate=t["accumulate"])
