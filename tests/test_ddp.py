@@ -76,7 +76,7 @@ def test_two_process_ddp_keeps_ranks_identical_and_resumes(stage, data, tok_dir,
         last.write_bytes(last.read_bytes()[:1000])
     r = _train(stage, data, out, "--resume")
     if stage == "transformer":
-        assert "resuming from" in r.stderr and "best.ckpt at step 2 instead" in r.stderr, r.stderr[-2000:]
+        assert "resuming from" in r.stderr and "best.ckpt at step 3 instead" in r.stderr, r.stderr[-2000:]
     a2, b2 = _ranks(out)
     _identical(a2, b2)
     assert a2["step"] == 2 * step  # 3 more steps of the module's own count, from where it stopped
