@@ -937,7 +937,7 @@ def test_cli_train_export_inpaint_end_to_end(tmp_path, tools, capsys):
         assert res.shape == (64, 64, 3)
         src = tools.read_rgb(tmp_path / "imgs" / f"p{i}.png")
         with Image.open(tmp_path / "masks" / f"p{i}.png") as mk:
-            known = np.asarray(mk.convert("L")) >= 128
+            known = np.asarray(mk.convert("L")) < 128  # white = hole
         np.testing.assert_array_equal(res[known], src[known])  # known pixels composited back
 
 
