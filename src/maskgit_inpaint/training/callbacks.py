@@ -117,11 +117,11 @@ def _checkpoints(run_dir: Path, monitor: str, t: dict) -> list[Callback]:
                               monitor="epoch", mode="max", save_top_k=keep, every_n_epochs=1,
                               enable_version_counter=False)] \
         if t["epoch_checkpoints"] and keep != 0 else []
-    # each refreshes `last.ckpt` in place (never last-v1), a ModelCheckpoint taking one trigger:
-    # the newest checkpoint of each, kept under that one name (Lightning's `save_last` writes
-    # only beside a checkpoint saved at the same step, so it misses epoch ends)
-    last = dict(dirpath=ck, filename="last", save_top_k=1, enable_version_counter=False)
-    lasts = [ModelCheckpoint(**last, every_n_epochs=1),
+    # `last.ckpt`, refreshed in place (never last-v1): at each epoch end the newest checkpoint kept
+    # under that name (Lightning's `save_last` writes only beside a checkpoint saved at the same
+    # step, so it would miss epoch ends), and on the clock and every N steps
+    lasts = [ModelCheckpoint(dirpath=ck, filename="last", save_top_k=1, enable_version_counter=False,
+                             every_n_epochs=1),
              PeriodicCheckpoint(ck / "last.ckpt", t["ckpt_every_steps"], t["ckpt_every_minutes"])]
     return epochs + [
         # with a val split, only after a validation: a run stopped mid-epoch (max_steps, time budget)
