@@ -15,13 +15,16 @@ class WeightsError(ValueError):
 
 def atomic_write(path: str | Path, write) -> None:
     """Call `write(tmp_path)` and move the result to `path` only when it succeeded, so a
-    crash never leaves a half-written file under the final name."""
+    crash never leaves a half-written file under the final name. The bytes reach the disk
+    before the rename, so a power cut cannot leave an empty file under that name either."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         # mkstemp creates 0600 files; give the result the permissions a plain open() would
         umask = os.umask(0)
         os.umask(umask)
