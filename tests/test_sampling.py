@@ -901,7 +901,7 @@ def test_step_strip_shows_remasked_tokens_in_red():
     masks = [m1, m2, m3]
     assert [b.nonzero()[:, 1].tolist() for b in remasked_steps(masks, unknown)] == [[], [1], []]
     known = ~token_to_pixel_mask(unknown, size)
-    imgs = torch.rand(1, 3, size, size)
+    imgs = torch.full((1, 3, size, size), 0.5)  # grey: a red tint shows as red > blue
     res = SimpleNamespace(unknown=unknown, step_masks=masks, step_images=[imgs] * 3, images=imgs)
     strip = step_strip(imgs, known, res, size, pad=0)[0]
     red = np.array([round(c * 255) for c in REMASKED_RGB])
