@@ -10,8 +10,8 @@ import torch
 
 from maskgit_inpaint.masks import (GENERATORS, generate_masks, harmonic_fill, pixel_to_token_mask,
                                    token_to_pixel_mask)
-from maskgit_inpaint.sampling import (SamplerConfig, guided_logits, inpaint_tokens, masked_counts,
-                                      uniform_noise)
+from maskgit_inpaint.sampling import (SamplerConfig, critic_scores, guided_logits, halton_rank, inpaint_tokens,
+                                      masked_counts, uniform_noise)
 from maskgit_inpaint.schedules import NON_MONOTONE, SCHEDULES, gamma
 
 K = 64     # codebook size of the fake model; the mask id is K
@@ -658,3 +658,257 @@ def test_weak_guidance_without_a_weak_model_is_an_error():
         inpaint_tokens(FakeLM(), tokens, unknown, SamplerConfig(guidance=1.0, weak_guidance=True), codebook_size=K)
     with pytest.raises(ValueError, match="weak_guidance must be true or false"):
         SamplerConfig(weak_guidance="yes").validate()
+
+
+# ----------------------------------------------------------------------------- Halton order, ReMDM, critic
+OPTIONS = {
+    "halton": dict(order="halton"),
+    "remdm": dict(remask="remdm", remask_rate=0.3),
+    "critic": dict(critic_rounds=2, critic_fraction=0.2),
+    "all": dict(order="halton", remask="remdm", remask_rate=0.2, critic_rounds=1, critic_fraction=0.3),
+}
+
+
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_options_keep_known_tokens_fill_every_hole_and_follow_the_seed(option, guidance):
+    cfg = SamplerConfig(gamma="cosine", steps=8, token_temperature=0.8, guidance=guidance, **OPTIONS[option])
+    counts = (0, 1, 17, 40, 64)
+    tokens, unknown, res, lm = run(cfg, counts=counts, seed=3, return_steps=True)
+    assert torch.equal(res.tokens[~unknown], tokens[~unknown])
+    assert (res.tokens >= 0).all() and (res.tokens < K).all()
+    assert not res.step_masks[-1].any() and torch.equal(res.step_tokens[-1], res.tokens)
+    for m, st in zip(res.step_masks, res.step_tokens):
+        assert not (m & ~unknown).any()
+        assert torch.equal(st[~unknown], tokens[~unknown])
+    for seen in lm.calls:  # the model never sees a known token changed or masked
+        assert torch.equal(seen[: len(counts)][~unknown], tokens[~unknown])
+    again = run(cfg, counts=counts, seed=3)[2].tokens
+    other = run(cfg, counts=counts, seed=4)[2].tokens
+    assert torch.equal(again, res.tokens)
+    assert not torch.equal(other, res.tokens)
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_options_never_emit_the_mask_token(option):
+    for temperature in (1.0, 0.0):
+        cfg = SamplerConfig(gamma="cosine", steps=6, token_temperature=temperature, **OPTIONS[option])
+        tokens, unknown, res, _ = run(cfg, lm=MaskLovingLM(), return_steps=True)
+        assert (res.tokens < K).all() and all((st < K).all() for st in res.step_tokens)
+        assert torch.equal(res.tokens[~unknown], tokens[~unknown])
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_options_give_an_image_the_same_result_alone_as_in_a_batch(option):
+    cfg = SamplerConfig(gamma="cosine", steps=8, sweet_spot=6, token_temperature=0.8, **OPTIONS[option])
+    tokens, unknown = make_batch((12, 40, 0, 64), seed=1)
+    seeds = torch.tensor([101, 7, 3, 2 ** 31 - 1])
+    batch = inpaint_tokens(FakeLM(), tokens, unknown, cfg, codebook_size=K, seed=seeds).tokens
+    for i in range(4):
+        alone = inpaint_tokens(FakeLM(), tokens[i:i + 1], unknown[i:i + 1], cfg, codebook_size=K, seed=seeds[i:i + 1])
+        assert torch.equal(alone.tokens[0], batch[i])
+
+
+def test_defaults_are_the_plain_sampler():
+    d = SamplerConfig()
+    assert (d.order, d.remask, d.critic_rounds) == ("confidence", "none", 0)
+    plain = run(SamplerConfig(steps=8, guidance=1.0))[2].tokens
+    # the strengths alone do nothing while their option is off; a zero strength is off
+    for kw in (dict(remask_rate=0.4, critic_fraction=0.4), dict(remask="remdm", remask_rate=0.0),
+               dict(critic_rounds=3, critic_fraction=0.0)):
+        _, _, res, lm = run(SamplerConfig(steps=8, guidance=1.0, **kw))
+        assert torch.equal(res.tokens, plain) and len(lm.calls) == 8
+
+
+def test_halton_rank_is_a_permutation_starting_where_the_sequence_starts():
+    for side in (1, 2, 5, 8, 16):
+        r = halton_rank(side)
+        assert sorted(r.tolist()) == list(range(side * side))
+    # Halton points 1, 2, 3 (bases 2 and 3): (1/2, 1/3), (1/4, 2/3), (3/4, 1/9) -> rows x, columns y
+    r16 = halton_rank(16)
+    assert [int((r16 == k).nonzero()) for k in range(3)] == [8 * 16 + 5, 4 * 16 + 10, 12 * 16 + 1]
+    # evenly spread: any first 16, 32, 64 or 128 positions fall about equally in the four quadrants
+    # (within one; a random order is typically off by 2 to 4)
+    pos = r16.argsort()
+    quadrant = (pos // 16 >= 8) * 2 + (pos % 16 >= 8)
+    for n in (16, 32, 64, 128):
+        assert (torch.bincount(quadrant[:n], minlength=4) - n // 4).abs().max() <= 1, n
+
+
+@pytest.mark.parametrize("schedule", MONOTONE)
+def test_halton_reveals_every_hole_token_once_in_halton_order(schedule):
+    counts = (1, 5, 17, 40, 64)
+    cfg = SamplerConfig(gamma=schedule, steps=8, order="halton")
+    rank = halton_rank(8)
+    tokens, unknown, res, _ = run(cfg, counts=counts, seed=5, return_steps=True)
+    when = torch.full(unknown.shape, -1)
+    prev = unknown
+    for t, m in enumerate(res.step_masks):
+        assert not (m & ~prev).any()                    # nothing is masked again
+        when[prev & ~m] = t
+        prev = m
+    assert torch.equal(when >= 0, unknown)              # every hole token revealed, exactly one step each
+    for i, n in enumerate(counts):
+        assert [int(m[i].sum()) for m in res.step_masks] == expected_masked_counts(n, cfg)
+        hole = unknown[i].nonzero()[:, 0]
+        order = hole[rank[hole].argsort()]
+        assert when[i, order].tolist() == sorted(when[i, order].tolist())  # revealed in Halton order
+    # the order is fixed: which tokens are revealed when does not depend on the seed or the model
+    other = run(cfg, counts=counts, seed=9, lm=FakeLM(seed=4), return_steps=True)[2]
+    assert all(torch.equal(a, b) for a, b in zip(res.step_masks, other.step_masks))
+
+
+def test_halton_ignores_the_choice_noise_and_needs_a_square_grid():
+    a = run(SamplerConfig(order="halton", choice_temperature=0.0), seed=1)[2].tokens
+    b = run(SamplerConfig(order="halton", choice_temperature=9.0), seed=1)[2].tokens
+    assert torch.equal(a, b)
+    tokens, unknown = make_batch((5,), n=N)
+    with pytest.raises(ValueError, match="order 'halton' needs a square token grid, got 63"):
+        inpaint_tokens(FakeLM(), tokens[:, :63], unknown[:, :63], SamplerConfig(order="halton"), codebook_size=K)
+
+
+def test_remdm_remasks_generated_tokens_and_keeps_the_schedule():
+    counts = (64, 40, 9, 0)
+    cfg = SamplerConfig(gamma="cosine", steps=12, remask="remdm", remask_rate=0.25)
+    tokens, unknown, res, lm = run(cfg, counts=counts, seed=2, return_steps=True)
+    prev, back_total = unknown, 0
+    for t, (m, seen_next) in enumerate(zip(res.step_masks, lm.calls[1:] + [None])):
+        back = m & ~prev
+        assert not (back & ~unknown).any()
+        back_total += int(back.sum())
+        # each step sends back floor(rate * generated) tokens, capped by what the schedule leaves masked
+        generated = unknown & ~prev
+        want = torch.minimum((generated.sum(1) * 0.25).floor().long(), m.sum(1))
+        assert torch.equal(back.sum(1), want), f"step {t + 1}"
+        if seen_next is not None:
+            assert torch.equal(seen_next == K, m)      # a re-masked token is shown as the mask token
+        prev = m
+    assert back_total > 0
+    for i, n in enumerate(counts):                      # the still-masked counts are the schedule's
+        assert [int(m[i].sum()) for m in res.step_masks] == expected_masked_counts(n, cfg)
+    assert not torch.equal(res.tokens, run(replace(cfg, remask="none"), counts=counts, seed=2)[2].tokens)
+
+
+def test_remdm_sends_unlikely_tokens_back_more_often():
+    """The tokens re-masked are drawn with weight 1 / p(token when placed): over many seeds the
+    re-masked ones were placed with a lower log-probability than those kept."""
+    cfg = SamplerConfig(gamma="linear", steps=4, token_temperature=1.0, remask="remdm", remask_rate=0.5)
+    tokens, unknown = make_batch((64,))
+    lower = 0
+    for seed in range(20):
+        lm = FakeLM(scale=0.6)  # flat enough that unlikely tokens get drawn
+        res = inpaint_tokens(lm, tokens, unknown, cfg, codebook_size=K, seed=seed, return_steps=True)
+        m1, m2 = res.step_masks[0], res.step_masks[1]
+        gen = unknown & ~m1                              # placed at step 1, judged at step 2
+        back = m2 & gen
+        logp = torch.log_softmax(lm(lm.calls[0])[..., :K], -1).gather(-1, res.step_tokens[0][..., None])[..., 0]
+        lower += int(logp[back].mean() < logp[gen & ~back].mean())
+    assert lower >= 16
+
+
+def test_critic_scores_equal_one_pass_per_token_for_a_context_free_model():
+    """With a model whose logits at a position depend only on that position's token, the score
+    of each token is its log-probability with only itself masked, found by N separate passes."""
+    lm = FakeLM(context=False)
+    tokens, unknown = make_batch((10, 64, 0))
+    score = critic_scores(lm, tokens, unknown, K)
+    assert bool(torch.isinf(score[~unknown]).all()) and bool(torch.isfinite(score[unknown]).all())
+    want = torch.full(score.shape, float("inf"))
+    for p in range(N):
+        probe = tokens.clone()
+        probe[:, p] = K
+        logp = torch.log_softmax(lm(probe)[..., :K].float(), -1)[:, p].gather(-1, tokens[:, p:p + 1])[:, 0]
+        want[:, p] = torch.where(unknown[:, p], logp, want[:, p])
+    assert torch.allclose(score, want)
+    # four passes, each masking one parity class of the hole and nothing else
+    lm.calls.clear()
+    critic_scores(lm, tokens, unknown, K)
+    assert len(lm.calls) == 4
+    seen = torch.stack([c == K for c in lm.calls])
+    assert torch.equal(seen.sum(0), unknown.long()) and not (seen & ~unknown[None]).any()
+    for c in lm.calls:
+        pos = (c == K).nonzero()[:, 1]
+        assert len({(int(p) // 8 % 2, int(p) % 8 % 2) for p in pos}) == 1
+
+
+def test_critic_redraws_the_least_likely_fraction_each_round():
+    counts = (64, 40, 9, 3)
+    cfg = SamplerConfig(gamma="cosine", steps=6, token_temperature=0.8, critic_rounds=2, critic_fraction=0.25)
+    tokens, unknown, res, lm = run(cfg, counts=counts, seed=1, return_steps=True)
+    assert len(lm.calls) == 6 + 2 * (4 + 1)
+    assert len(res.step_masks) == 6 + 2 * 2
+    n_back = torch.tensor([16, 10, 2, 0])
+    for r in range(2):
+        before, back = res.step_tokens[6 + 2 * r], res.step_masks[6 + 2 * r]
+        after, done = res.step_tokens[7 + 2 * r], res.step_masks[7 + 2 * r]
+        assert torch.equal(back.sum(1), n_back) and not done.any()
+        score = critic_scores(FakeLM(), before, unknown, K)
+        for i in range(len(counts)):
+            if n_back[i]:
+                assert score[i][back[i]].max() <= score[i][unknown[i] & ~back[i]].min()
+        assert torch.equal(after[~back], before[~back])  # only the re-masked tokens are drawn again
+        # the redraw sees the mask token exactly at the re-masked tokens
+        assert torch.equal(lm.calls[6 + 5 * r + 4] == K, back)
+    assert not torch.equal(res.tokens, res.step_tokens[5])
+    # the main steps are those of the run without the critic
+    plain = run(replace(cfg, critic_rounds=0), counts=counts, seed=1, return_steps=True)[2]
+    assert all(torch.equal(a, b) for a, b in zip(plain.step_tokens, res.step_tokens[:6]))
+
+
+def test_option_validation_errors():
+    for cfg in (SamplerConfig(order="random"), SamplerConfig(remask="yes"), SamplerConfig(remask_rate=-0.1),
+                SamplerConfig(remask_rate=1.5), SamplerConfig(critic_rounds=-1), SamplerConfig(critic_rounds=1.5),
+                SamplerConfig(critic_fraction=2.0)):
+        with pytest.raises(ValueError, match=r"order|remask|critic"):
+            cfg.validate()
+
+
+def test_options_are_settings_flags_sweep_axes_and_in_the_token_key():
+    import argparse
+
+    from maskgit_inpaint.cli.options import add_settings_args, sweep_axes
+    from maskgit_inpaint.settings import InpaintSettings
+
+    new = ("order", "remask", "remask_rate", "critic_rounds", "critic_fraction")
+    s = InpaintSettings()
+    assert all(k in s.token_key() for k in new)
+    assert s.override(order="halton", critic_rounds=2).token_key() != s.token_key()
+    p = argparse.ArgumentParser()
+    add_settings_args(p)
+    a = p.parse_args(["--order", "halton", "--remask", "remdm", "--remask-rate", "0.2", "--critic-rounds", "1",
+                      "--critic-fraction", "0.15"])
+    assert (a.order, a.remask, a.remask_rate, a.critic_rounds, a.critic_fraction) == ("halton", "remdm", 0.2, 1, 0.15)
+    q = argparse.ArgumentParser()
+    add_settings_args(q, sweep=True)
+    axes = sweep_axes(q.parse_args(["--order", "confidence,halton", "--critic-rounds", "0,1,2"]))
+    assert axes == {"order": ["confidence", "halton"], "critic_rounds": [0, 1, 2]}
+
+
+def test_step_strip_shows_remasked_tokens_in_red():
+    from types import SimpleNamespace
+
+    from maskgit_inpaint.visualize import REMASKED_RGB, decoding_frames, remasked_steps, step_strip
+
+    size, n = 16, 16  # 4x4 tokens of 4x4 pixels
+    unknown = torch.zeros(1, n, dtype=torch.bool)
+    unknown[0, :6] = True
+    m1 = unknown.clone()
+    m1[0, :3] = False            # step 1 reveals tokens 0-2
+    m2 = m1.clone()
+    m2[0, 3:6] = False
+    m2[0, 1] = True              # step 2 reveals 3-5 and sends token 1 back
+    m3 = torch.zeros_like(m1)
+    masks = [m1, m2, m3]
+    assert [b.nonzero()[:, 1].tolist() for b in remasked_steps(masks, unknown)] == [[], [1], []]
+    known = ~token_to_pixel_mask(unknown, size)
+    imgs = torch.full((1, 3, size, size), 0.5)  # grey: a red tint shows as red > blue
+    res = SimpleNamespace(unknown=unknown, step_masks=masks, step_images=[imgs] * 3, images=imgs)
+    strip = step_strip(imgs, known, res, size, pad=0)[0]
+    red = np.array([round(c * 255) for c in REMASKED_RGB])
+    col = lambda k: strip[:size, k * size:(k + 1) * size]  # noqa: E731  (column 0: the input)
+    assert (col(2)[0:4, 4:8] == red).all()        # token 1 (row 0, column 1) in step 2's column
+    assert not (col(2) == red).all(-1)[:, 8:].any() and not (col(1) == red).all(-1).any()
+    assert (col(1)[0:4, 12:16] == 255).all() and (col(2)[0:4, 12:16] == 128).all()  # token 3: masked, then generated
+    frames = decoding_frames(imgs, known, res, size, scale=1)
+    f2 = np.asarray(frames[2]).astype(int)
+    assert (f2[0:4, 4:8, 0] > f2[0:4, 4:8, 2]).all()  # tinted red, not blue

@@ -4,12 +4,21 @@ At step t = 1..T every unknown token is predicted at once; the most confident pr
 are kept and the rest are re-masked so that floor(n_i * gamma(t/T)) tokens stay masked,
 where n_i is image i's own count of unknown tokens.
 
+Three options change that loop (all off by default): `order="halton"` reveals the hole's tokens
+in a fixed, evenly spread quasi-random order instead of by confidence (Besnier et al. 2025);
+`remask="remdm"` sends some already generated tokens back to the mask at each step (ReMDM,
+Wang et al. 2025); `critic_rounds` re-masks the generated tokens the transformer itself finds
+least likely given all the others after the last step and draws them again (the idea of
+Token-Critic, Lezama et al. 2022, without a second network).
+
 Randomness comes from a counter-based hash of (seed, step, position, stream) rather than
 a global generator, so an image gives the same result alone or anywhere in a batch, and
 on any device.
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,8 +31,11 @@ _M32 = 0xFFFFFFFF
 @dataclass
 class SampleResult:
     tokens: torch.Tensor                                   # (B, N) final tokens
-    step_tokens: list[torch.Tensor] = field(default_factory=list)  # per step: current full guess
-    step_masks: list[torch.Tensor] = field(default_factory=list)   # per step: still masked (B, N)
+    # per step: current full guess, and which tokens are masked after it (B, N). A token masked
+    # after a step that was not masked after the one before was re-masked there. A critic round
+    # adds two entries: its re-masked tokens (over the tokens it judged), then the tokens drawn.
+    step_tokens: list[torch.Tensor] = field(default_factory=list)
+    step_masks: list[torch.Tensor] = field(default_factory=list)
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
@@ -43,6 +55,51 @@ def uniform_noise(seeds: torch.Tensor, step: int, stream: int, n: int) -> torch.
     h = _hash32(h ^ (step * 0xC2B2AE3D))
     h = _hash32(h ^ pos[None] * 0x27D4EB2F)
     return (h.double() + 0.5) / 2.0 ** 32
+
+
+def _radical_inverse(i: int, base: int) -> float:
+    f, r = 1.0, 0.0
+    while i > 0:
+        f /= base
+        r += f * (i % base)
+        i //= base
+    return r
+
+
+@functools.lru_cache(maxsize=16)
+def halton_rank(side: int) -> torch.Tensor:
+    """(side * side,) long: each position of a side x side grid (row-major) numbered in the order
+    the 2-D Halton sequence (bases 2 and 3, from index 1) first lands in its cell. Consecutive
+    positions are spread over the grid, so every step's reveals are evenly spread, as in
+    Halton-MaskGIT's `build_halton_mask`."""
+    rank = torch.full((side * side,), -1, dtype=torch.long)
+    found, i = 0, 0
+    while found < side * side:
+        i += 1
+        if i > 10_000 * side * side:  # never happens: the sequence is dense in the unit square
+            raise RuntimeError(f"the Halton sequence did not cover a {side}x{side} grid")
+        pos = int(_radical_inverse(i, 2) * side) * side + int(_radical_inverse(i, 3) * side)
+        if rank[pos] < 0:
+            rank[pos] = found
+            found += 1
+    return rank
+
+
+def _grid_side(n: int, what: str) -> int:
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"{what} needs a square token grid, got {n} tokens per image")
+    return side
+
+
+def _draw(logits: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float, codebook_size: int) -> torch.Tensor:
+    """One token per position from softmax(logits / temperature) (argmax at 0), with the uniforms
+    of stream 0 of `step`."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
+    u = uniform_noise(seeds, step, 0, logits.shape[1]).to(cdf.dtype)[..., None] * cdf[..., -1:]
+    return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=codebook_size - 1)
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:
@@ -125,6 +182,10 @@ def inpaint_tokens(
     cur = torch.where(unknown, torch.full_like(tokens, mask_id), tokens)
     inf = torch.tensor(float("inf"), device=device)
     gen_conf = torch.full((b, n), float("inf"), device=device)  # confidence of generated tokens
+    halton = None
+    if cfg.order == "halton":  # minus the rank: the order's earliest positions rank as most confident
+        halton = -halton_rank(_grid_side(n, "order 'halton'")).to(device=device, dtype=torch.float32)[None]
+    remdm = cfg.remask == "remdm" and cfg.remask_rate > 0
     result = SampleResult(tokens=cur)
 
     for t in range(1, stop + 1):
@@ -135,28 +196,42 @@ def inpaint_tokens(
         logp = torch.log_softmax(logits, dim=-1)
         if t == stop and early:
             sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess
-        elif cfg.token_temperature > 0:
-            cdf = torch.softmax(logits / cfg.token_temperature, dim=-1).cumsum(-1)
-            u = uniform_noise(seeds, t, 0, n).to(cdf.dtype)[..., None] * cdf[..., -1:]
-            sampled = torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=codebook_size - 1)
         else:
-            sampled = logits.argmax(-1)
+            sampled = _draw(logits, seeds, t, cfg.token_temperature, codebook_size)
         sel_logp = logp.gather(-1, sampled[..., None]).squeeze(-1)
 
         if t == stop:
             cur = torch.where(masked, sampled, cur)
             masked = torch.zeros_like(masked)
         else:
-            g = -torch.log(-torch.log(uniform_noise(seeds, t, 1, n))).float()
-            conf = sel_logp + cfg.choice_temperature * (1.0 - t / T) * g
+            if halton is not None:
+                conf = halton  # the earliest in the order count as the most confident
+            else:
+                g = -torch.log(-torch.log(uniform_noise(seeds, t, 1, n))).float()
+                conf = sel_logp + cfg.choice_temperature * (1.0 - t / T) * g
             target = torch.floor(n_unknown.double() * gamma_fn(cfg.gamma, t / T).item()).long()
             n_masked = masked.sum(1)
             rising = (target > n_masked) if non_monotone else torch.zeros_like(n_masked, dtype=torch.bool)
             # falling (or flat) schedule: reveal the most confident, at least one while any remain
             keep = torch.minimum(target, (n_masked - 1).clamp(min=0))
+            if remdm:
+                # ReMDM with its cap: re-mask a share of the generated tokens and reveal as many
+                # more, so the schedule's masked count holds; never more than it leaves masked.
+                generated = unknown & ~masked
+                n_back = torch.minimum(torch.floor(generated.sum(1).double() * cfg.remask_rate).long(), keep)
+                n_back = n_back * ~rising
+                keep = keep - n_back
             stay = masked & (_ranks(torch.where(masked, conf, inf)) < keep[:, None])
             reveal = masked & ~stay & ~rising[:, None]
             cur = torch.where(reveal, sampled, cur)
+            if remdm:
+                # which ones: a draw without replacement weighted by 1 / p(token when placed)
+                # (Gumbel top-k), so unlikely tokens go back first (ReMDM's confidence variant)
+                g2 = -torch.log(-torch.log(uniform_noise(seeds, t, 2, n))).float()
+                back = generated & (_ranks(torch.where(generated, gen_conf - g2, inf)) < n_back[:, None])
+                cur = torch.where(back, torch.full_like(cur, mask_id), cur)
+                gen_conf = torch.where(back, inf, gen_conf)
+                masked = masked | back
             gen_conf = torch.where(reveal, sel_logp, gen_conf)
             masked = masked & ~reveal
             if non_monotone and bool(rising.any()):
@@ -171,8 +246,58 @@ def inpaint_tokens(
             result.step_tokens.append(torch.where(masked, sampled, cur))
             result.step_masks.append(masked.clone())
 
+    if cfg.critic_rounds and cfg.critic_fraction > 0:
+        w = cfg.guidance_at(stop) if guided else 0.0
+        cur = _critic(logits_fn, cur, unknown, cfg, codebook_size, seeds, w, weak, result if return_steps else None)
     result.tokens = cur
     return result
+
+
+def critic_scores(logits_fn: Callable[[torch.Tensor], torch.Tensor], cur: torch.Tensor, unknown: torch.Tensor,
+                  codebook_size: int) -> torch.Tensor:
+    """log p(token | the others) for every unknown token of `cur` (B, N) (+inf at known ones).
+
+    Scoring each token with only itself masked would take N passes; instead four passes each
+    mask one class of the 2x2 grid parity (rows and columns even/odd), so every token is judged
+    with all eight of its neighbours and all known tokens visible. The plain model, no guidance:
+    the critic asks what the transformer itself believes."""
+    b, n = cur.shape
+    side = _grid_side(n, "the critic")
+    pos = torch.arange(n, device=cur.device)
+    parity = (pos // side % 2) * 2 + pos % side % 2
+    score = torch.full((b, n), float("inf"), device=cur.device)
+    for p in range(4):
+        sel = unknown & (parity == p)[None]
+        if not bool(sel.any()):
+            continue
+        probe = torch.where(sel, torch.full_like(cur, codebook_size), cur)
+        logp = torch.log_softmax(logits_fn(probe)[..., :codebook_size].float(), dim=-1)
+        score = torch.where(sel, logp.gather(-1, cur[..., None]).squeeze(-1), score)
+    return score
+
+
+def _critic(logits_fn, cur, unknown, cfg: SamplerConfig, codebook_size: int, seeds, w: float, weak,
+            result: SampleResult | None) -> torch.Tensor:
+    """`cfg.critic_rounds` rounds: re-mask floor(critic_fraction * n_i) of image i's generated
+    tokens, the least likely by `critic_scores`, and draw them again in one pass (with the
+    last step's guidance and the token temperature)."""
+    n_back = torch.floor(unknown.sum(1).double() * cfg.critic_fraction).long()
+    if not bool((n_back > 0).any()):  # holes too small for the fraction: nothing to judge
+        return cur
+    for r in range(1, cfg.critic_rounds + 1):
+        score = critic_scores(logits_fn, cur, unknown, codebook_size)
+        back = unknown & (_ranks(score) < n_back[:, None])  # known tokens score +inf: never chosen
+        if result is not None:
+            result.step_tokens.append(cur)
+            result.step_masks.append(back.clone())
+        probe = torch.where(back, torch.full_like(cur, codebook_size), cur)
+        logits = guided_logits(logits_fn, probe, unknown, w, codebook_size, weak)
+        # the draws' step numbers continue after the schedule's (T + r), so no stream repeats
+        cur = torch.where(back, _draw(logits, seeds, cfg.steps + r, cfg.token_temperature, codebook_size), cur)
+        if result is not None:
+            result.step_tokens.append(cur)
+            result.step_masks.append(torch.zeros_like(back))
+    return cur
 
 
 def masked_counts(n_unknown: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:

@@ -14,6 +14,10 @@ from typing import Any
 SCHEDULE_NAMES = ("arccos", "constant", "cosine", "linear", "sine_linear", "sqrt", "square")
 # How the context guidance scale varies over the steps (see `SamplerConfig.guidance_at`).
 GUIDANCE_SCHEDULES = ("constant", "linear")
+# Which still-masked tokens a step reveals: the most confident ones, or the next in Halton order.
+ORDERS = ("confidence", "halton")
+# Re-masking of generated tokens during decoding (ReMDM).
+REMASKS = ("none", "remdm")
 # How known pixels go back over the output: seamless cloning, or a plain paste (see compositing.py).
 BLENDS = ("poisson", "paste")
 
@@ -46,6 +50,16 @@ class SamplerConfig:
                                     ui=(0, 0.9375, 0.0625))
     # the guidance's free pass on a weaker transformer (an earlier checkpoint) instead of on the model
     weak_guidance: bool = option(False, "guide against the model's weak transformer")
+    # Halton order, ReMDM re-masking and the self-critic: sampling.py; what they gave: docs/samplers.md
+    order: str = option("confidence", "which masked tokens a step reveals (halton: a fixed, evenly spread "
+                                      "order over the hole, no Gumbel noise)", choices=ORDERS)
+    remask: str = option("none", "re-mask generated tokens during decoding (remdm: ReMDM)", choices=REMASKS)
+    remask_rate: float = option(0.1, "with remask remdm: share of the generated tokens re-masked per step",
+                                ui=(0, 0.5, 0.01))
+    critic_rounds: int = option(0, "after the last step: rounds of re-masking the least likely generated "
+                                   "tokens and drawing them again (0 = off)", ui=(0, 4, 1))
+    critic_fraction: float = option(0.1, "share of the hole's tokens each critic round re-masks",
+                                    ui=(0, 0.5, 0.01))
 
     def validate(self) -> None:
         if self.gamma not in SCHEDULE_NAMES:
@@ -67,6 +81,16 @@ class SamplerConfig:
             raise ValueError(f"token_threshold must be in [0, 1), got {self.token_threshold}")
         if not isinstance(self.weak_guidance, bool):
             raise ValueError(f"weak_guidance must be true or false, got {self.weak_guidance!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        if self.remask not in REMASKS:
+            raise ValueError(f"remask must be one of {', '.join(REMASKS)}, got {self.remask!r}")
+        if not 0 <= self.remask_rate <= 1:
+            raise ValueError(f"remask_rate must be in [0, 1], got {self.remask_rate}")
+        if isinstance(self.critic_rounds, bool) or not isinstance(self.critic_rounds, int) or self.critic_rounds < 0:
+            raise ValueError(f"critic_rounds must be an integer >= 0, got {self.critic_rounds!r}")
+        if not 0 <= self.critic_fraction <= 1:
+            raise ValueError(f"critic_fraction must be in [0, 1], got {self.critic_fraction}")
 
     def guidance_at(self, t: int) -> float:
         """The guidance scale of step t (1-based): 0 where the step is not guided."""

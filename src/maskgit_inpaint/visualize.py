@@ -15,17 +15,33 @@ def _hole_view(images01: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return torch.where(known[:, None].to(images01.device), images01, torch.full_like(images01, 0.5))
 
 
+# colour of the tokens a step re-masked (ReMDM, a rising schedule, a critic round)
+REMASKED_RGB = (0.85, 0.1, 0.1)
+
+
+def remasked_steps(step_masks: list[torch.Tensor], unknown: torch.Tensor) -> list[torch.Tensor]:
+    """Per step, the tokens masked after it that were not masked after the step before
+    (generated tokens sent back to the mask), (B, N) bool."""
+    prev, out = unknown.bool(), []
+    for m in step_masks:
+        out.append(m & ~prev.to(m.device))
+        prev = m
+    return out
+
+
 def step_strip(images01: torch.Tensor, known: torch.Tensor, res, size: int, pad: int = 2) -> np.ndarray:
     """(B, 2*size + pad, W, 3) uint8: top row = token mask after each step (white = still
-    masked, grey = generated, black = known), bottom row = decoded image after each step;
-    first column the input with its hole, last column the final output."""
+    masked, red = re-masked at this step, grey = generated, black = known), bottom row = decoded
+    image after each step; first column the input with its hole, last column the final output."""
     b = images01.shape[0]
     unknown_px = token_to_pixel_mask(res.unknown, size).float()
+    red = torch.tensor(REMASKED_RGB).view(1, 3, 1, 1)
     cols_top = [torch.where(known[:, None].bool(), 0.0, 1.0).expand(b, 3, size, size).float()]
     cols_bot = [_hole_view(images01, known)]
-    for m, img in zip(res.step_masks, res.step_images):
+    for m, back, img in zip(res.step_masks, remasked_steps(res.step_masks, res.unknown), res.step_images):
         still = token_to_pixel_mask(m, size).float()
-        cols_top.append((0.5 * unknown_px + 0.5 * still)[:, None].expand(b, 3, size, size))
+        top = (0.5 * unknown_px.cpu() + 0.5 * still.cpu())[:, None].expand(b, 3, size, size)
+        cols_top.append(torch.where(token_to_pixel_mask(back, size).cpu()[:, None], red, top))
         cols_bot.append(img.cpu())
     cols_top.append(torch.zeros(b, 3, size, size))
     cols_bot.append(res.images.cpu())
@@ -87,14 +103,18 @@ def plot_step_counts(path, res, sampler) -> str:
 
 def decoding_frames(images01: torch.Tensor, known: torch.Tensor, res, size: int, scale: int = 4) -> list:
     """PIL frames of one image's decoding: input with hole, then each step's decoded image with
-    still-masked tokens tinted, then the result; upscaled `scale` x for viewing."""
+    still-masked tokens tinted blue (red: re-masked at that step), then the result; upscaled
+    `scale` x for viewing."""
     from PIL import Image
 
     frames = [_hole_view(images01[:1], known[:1])[0]]
-    for m, img in zip(res.step_masks, res.step_images):
+    for m, back, img in zip(res.step_masks, remasked_steps(res.step_masks, res.unknown), res.step_images):
         still = token_to_pixel_mask(m[:1], size)[0].to(img.device)
+        again = token_to_pixel_mask(back[:1], size)[0].to(img.device)
         tint = torch.tensor([0.2, 0.4, 1.0], device=img.device).view(3, 1, 1)
-        frames.append(torch.where(still[None], 0.5 * img[0] + 0.5 * tint, img[0]))
+        red = torch.tensor(REMASKED_RGB, device=img.device).view(3, 1, 1)
+        frame = torch.where(still[None], 0.5 * img[0] + 0.5 * tint, img[0])
+        frames.append(torch.where(again[None], 0.5 * img[0] + 0.5 * red, frame))
     frames.append(res.images[0])
     out = []
     for f in frames:
