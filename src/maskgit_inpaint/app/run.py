@@ -102,7 +102,7 @@ def run_inpaint(pipe, image: Any, mask: Any, settings: InpaintSettings | None = 
     strip = step_strip(batch.inputs01, batch.known, out, size)[0]
     seconds = time.perf_counter() - t0
 
-    steps_run = len(out.step_masks)
+    steps_run = len(out.step_masks) - 2 * sampler.critic_rounds  # a critic round adds two strip columns
     if n_hole == known.size:
         level, what = "warning", ("The whole image is masked: generated a new image from scratch "
                                   "(nothing of the input is kept).")
@@ -116,6 +116,8 @@ def run_inpaint(pipe, image: Any, mask: Any, settings: InpaintSettings | None = 
                     if sampler.guidance_steps and sampler.guidance_steps < steps_run else "") + ", "
                  if sampler.guidance else "") +
               (f"token threshold {sampler.token_threshold:g}, " if sampler.token_threshold else "") +
+              (f"{sampler.critic_rounds} critic round{'s' * (sampler.critic_rounds != 1)}, "
+               if sampler.critic_rounds else "") +
               f"seed {int(seed)}, composite {sampler.blend if composite else 'off'}; "
               f"took {seconds:.2f} s.")
     return InpaintResult(result, strip, " ".join(notes + [what, detail]), level, seconds=seconds, **base)
