@@ -102,7 +102,7 @@ def main(argv=None):
         sync()
         return bs * n / (time.perf_counter() - t0)
 
-    auto = auto_precision(dev)
+    auto = auto_precision(dev, "training")
     params = sum(p.numel() for p in tf.parameters())
     n_tok, d, L = tf.cfg.num_tokens, tf.cfg.dim, tf.cfg.layers
     flops_per_img = 6 * params * n_tok + 12 * L * n_tok * n_tok * d  # fwd+bwd, with attention

@@ -46,7 +46,7 @@ def test_inpaint_throughput_smoke(capsys):
     for key in ("seed_loop_ms_per_image", "ours_fp32_ms_per_image", f"ours_{auto}_ms_per_image",
                 "speedup_fp32", "speedup_auto"):
         assert line[key] > 0, key
-    assert isinstance(line["cpu_flags"], list) and line["native_bf16"] == (auto == "bf16")
+    assert isinstance(line["cpu_flags"], list) and line["native_bf16"] == (auto != "fp32")
 
 
 def test_train_throughput_smoke(capsys):
@@ -54,7 +54,7 @@ def test_train_throughput_smoke(capsys):
 
     _load("train_throughput").main(["--smoke", "--threads", "1", "--profile-rows", "5"])
     line = _json_line(capsys)
-    auto = auto_precision("cpu")
+    auto = auto_precision("cpu", "training")
     assert line["preset"] == "tiny" and line["batch_size"] == 2
     assert line["training_precision_auto"] == ("bf16-mixed" if auto == "bf16" else "32-true")
     for key in ("ours_fp32_images_per_s", "seed_loop_fp32_images_per_s", f"ours_{auto}_images_per_s",

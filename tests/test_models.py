@@ -619,7 +619,8 @@ def test_auto_precision_follows_the_processors_bf16_support():
     assert not cpu_has_native_bf16(frozenset({"avx2", "fma"}), "AVX2")  # e.g. an AMD EPYC without AVX-512
     assert not cpu_has_native_bf16(frozenset({"avx512f", "avx512bw"}), "AVX512")
     assert cpu_has_native_bf16(frozenset(), "AVX512_BF16")  # no /proc/cpuinfo: torch's view decides
-    assert auto_precision("cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert auto_precision("cpu") == ("mixed" if cpu_has_native_bf16() else "fp32")  # inference (see CPU_INFERENCE)
+    assert auto_precision("cpu", "training") == ("bf16" if cpu_has_native_bf16() else "fp32")
 
 
 AUTO_BF16 = auto_precision("cpu") == "bf16"

@@ -68,21 +68,32 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
-def auto_precision(device: torch.device | str) -> str:
-    """'bf16' where the device has native bf16, else 'fp32'."""
-    return "bf16" if native_bf16(device) else "fp32"
+# What inference's `auto` runs on a CPU with native bf16. The whole transformer in bf16 moved the
+# default model's raw FID by more than one seed's spread (fp32 29.39 / 29.06 / 29.59 for seeds
+# 0-2, bf16 29.90 / 29.36 for seeds 0-1; docs/benchmarks.md), "mixed" (only the guidance's pass
+# on the weak transformer in bf16) did not (29.33 +- 0.28 against 29.35 +- 0.27).
+CPU_INFERENCE = "mixed"
+
+
+def auto_precision(device: torch.device | str, stage: str = "inference") -> str:
+    """What `precision: auto` runs on `device`: fp32 without native bf16; with it, bf16 for
+    training and on a GPU, and `CPU_INFERENCE` for inference on a CPU."""
+    device = torch.device(device)
+    if not native_bf16(device):
+        return "fp32"
+    return "bf16" if stage == "training" or device.type != "cpu" else CPU_INFERENCE
 
 
 def describe_processor(device: torch.device | str) -> dict:
     """The processor a result was measured on: name, vector ISA, bf16 flags, auto's choice."""
     device = torch.device(device)
+    auto = {"native_bf16": native_bf16(device), "auto_precision": auto_precision(device),
+            "auto_precision_training": auto_precision(device, "training")}
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return {"processor": name, "native_bf16": native_bf16(device), "auto_precision": auto_precision(device)}
+        return {"processor": torch.cuda.get_device_name(device), **auto}
     flags = cpu_flags()
     return {"processor": cpu_name(), "cpu_capability": cpu_capability(),
-            "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))),
-            "native_bf16": native_bf16(device), "auto_precision": auto_precision(device)}
+            "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))), **auto}
 
 
 def precision_line(requested: str, resolved: str, device: torch.device | str) -> str:
@@ -91,5 +102,5 @@ def precision_line(requested: str, resolved: str, device: torch.device | str) ->
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     why = ""
     if requested == "auto":
-        why = " (auto: native bf16)" if resolved == "bf16" else " (auto: no native bf16)"
+        why = " (auto: native bf16)" if resolved != "fp32" else " (auto: no native bf16)"
     return f"precision {resolved}{why} on {where}"
