@@ -5,7 +5,7 @@
 
 (a) the seed's loop: one image at a time, fp32, the tokenizer decodes the image after every
     step, a Python loop per image, global RNG (the lab's reference implementation), no guidance;
-(b) ours: `MaskGIT.inpaint` batched, one decode at the end, the last block and the output head
+(b) ours: `InpaintPipeline.generate` batched, one decode at the end, the last block and the output head
     only at masked positions, with the same sampler (no guidance), in fp32, in the precision
     `auto` picks on this processor and in bf16; optionally torch.compile'd (in bf16).
 With --model, ours also runs the model's own settings (its guidance included: twice the
@@ -29,6 +29,7 @@ from maskgit_inpaint.compositing import paste_known
 from maskgit_inpaint.config import preset
 from maskgit_inpaint.masks import generate_masks, harmonic_fill, pixel_to_token_mask
 from maskgit_inpaint.model import MaskGIT
+from maskgit_inpaint.pipeline import InpaintPipeline
 from maskgit_inpaint.precision import auto_precision, describe_processor
 from maskgit_inpaint.sampling import SamplerConfig, inpaint_tokens
 from maskgit_inpaint.schedules import gamma as gamma_fn
@@ -81,7 +82,7 @@ def timed(fn, repeats: int, sync, warmup: bool = True):
 
 @torch.no_grad()
 def stage_times(model: MaskGIT, images01, known, cfg, bs: int, sync, precision: str) -> dict:
-    """ms/image of each stage of `MaskGIT.inpaint` (smooth hole fill), the same steps in order."""
+    """ms/image of each stage of `InpaintPipeline.generate` (smooth hole fill), the same steps in order."""
     totals = dict.fromkeys(("fill_encode", "sampling", "decode", "blend"), 0.0)
     logits_fn = model.logits_fn(precision)
     weak_fn = model.logits_fn(precision, weak=True) if model.has_weak_transformer else None
@@ -94,7 +95,7 @@ def stage_times(model: MaskGIT, images01, known, cfg, bs: int, sync, precision: 
         res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i,
                              weak_logits_fn=weak_fn)
         sync(); t2 = time.perf_counter()
-        out = model.decode(res.tokens, x01, k)
+        out = model.decode(res.tokens, x01, k, cfg.decode_known)
         sync(); t3 = time.perf_counter()
         paste_known(out, x01, k, cfg.blend)
         sync(); t4 = time.perf_counter()
@@ -145,7 +146,8 @@ def main(argv=None):
     model = (MaskGIT.from_dir(a.model, device=dev) if a.model else MaskGIT(preset(a.preset)).to(dev).eval())
     auto = auto_precision(dev)
     # Like for like with the seed's loop: the model's schedule and temperatures, no guidance.
-    own = model.settings.override(steps=a.steps, sweet_spot=a.steps, gamma=a.gamma)
+    own = model.default_settings.override(steps=a.steps, sweet_spot=a.steps, gamma=a.gamma)
+    pipe = InpaintPipeline(model)
     cfg = own.override(guidance=0.0, guidance_steps=None)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 3, model.image_size, model.image_size, generator=g).to(dev)
@@ -154,7 +156,7 @@ def main(argv=None):
 
     def ours(precision, sampler=cfg):
         for i in range(0, n, bs):
-            model.inpaint(images[i:i + bs], known[i:i + bs], sampler, seed=i, precision=precision)
+            pipe.generate(images[i:i + bs], known[i:i + bs], sampler, seed=i, precision=precision)
 
     t_seed = timed(lambda: seed_style_inpaint(model, images[:n_seed], known[:n_seed], cfg), 1, sync,
                    warmup=False) / n_seed
@@ -186,7 +188,7 @@ def main(argv=None):
         out["own_settings"] = str(own)
     if a.profile_rows:
         print(f"torch.profiler, ours, one batch of {min(bs, n)}, precision {auto}:", file=sys.stderr)
-        print(profile_table(lambda: model.inpaint(images[:bs], known[:bs], cfg, precision=auto), a.profile_rows),
+        print(profile_table(lambda: pipe.generate(images[:bs], known[:bs], cfg, precision=auto), a.profile_rows),
               file=sys.stderr)
     out["torch"] = torch.__version__
     print(json.dumps(out), flush=True)
