@@ -225,12 +225,12 @@ class MaskGIT(nn.Module):
         slices of about `CPU_TOKENS_PER_CALL` tokens: the activations then stay in the caches,
         and every sequence is computed on its own, so the logits do not change."""
         prec = resolve_precision(precision, self.device)
+        _announce(precision, prec, self.device)
         if prec == "mixed":  # the weak pass only steers the draw; its cost in FID: MODEL_CARD, metrics
             prec = "bf16" if weak else "fp32"
         net = self.weak_transformer if weak else self.transformer
         if net is None:
             raise ModelDirError(f"this model has no {'weak ' if weak else ''}transformer")
-        _announce(precision, prec, self.device)
         mask_id = net.mask_token_id
 
         def part_logits(part: torch.Tensor, rows: str) -> torch.Tensor:
