@@ -1,35 +1,36 @@
-"""Inpainting throughput: the seed's way versus ours, same model, inputs and steps.
+"""Inpainting throughput: the seed's loop versus ours, same model, inputs, steps and sampler, one run.
 
     python benchmarks/inpaint_throughput.py --preset base --device cpu --steps 8
+    python benchmarks/inpaint_throughput.py --smoke          # tiny preset, one small batch (CI)
 
-(a) seed style: one image at a time, fp32, the tokenizer decodes the image after every step,
-    a Python loop per image, global RNG (as in the lab's reference implementation);
-(b) ours: `MaskGIT.inpaint` batched, one decode at the end, SDPA attention, no host sync in
-    the step loop, the transformer in bf16 on GPU (`--precision auto`), optional torch.compile.
-On CPU it also times ours with the transformer in bf16 (`--precision bf16` of the CLI) and, with
---int8, with its linear layers dynamically quantised to int8; each reports the top-1 agreement of
-its logits with fp32 on the masked positions of the same inputs (one forward pass; meaningful
-with trained weights, --model).
-With --model, "ours" also runs that model's own sampler settings (context guidance included,
-against its weak transformer when it has one: twice the transformer's work per step) and splits that time into its stages (hole fill + encode,
-the sampling loop, decode, blend), on CPU once more with the transformer in bf16; the speed-ups compare like with like, without guidance.
-Prints one JSON line. Weights are random unless --model is given: speed does not depend on them.
+(a) the seed's loop: one image at a time, fp32, the tokenizer decodes the image after every
+    step, a Python loop per image, global RNG (the lab's reference implementation), no guidance;
+(b) ours: `InpaintPipeline.generate` batched, one decode at the end, the last block and the output head
+    only at masked positions, with the same sampler (no guidance), in fp32, in the precision
+    `auto` picks on this processor and in bf16; optionally torch.compile'd (in bf16).
+With --model, ours also runs the model's own settings (its guidance included: twice the
+transformer's work per step), split into stages (hole fill + encode, sampling, decode, blend).
+A torch.profiler table of one batch of ours (auto precision) goes to stderr; stdout gets one
+JSON line, with the processor's name and flags. Weights are random unless --model is given:
+speed does not depend on them.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import platform
+import sys
 import time
 from dataclasses import replace
 
 import torch
 
-from maskgit_inpaint.config import preset
 from maskgit_inpaint.compositing import paste_known
+from maskgit_inpaint.config import preset
 from maskgit_inpaint.masks import generate_masks, harmonic_fill, pixel_to_token_mask
-from maskgit_inpaint.model import MaskGIT, resolve_precision
+from maskgit_inpaint.model import MaskGIT
+from maskgit_inpaint.pipeline import InpaintPipeline
+from maskgit_inpaint.precision import auto_precision, describe_processor
 from maskgit_inpaint.sampling import SamplerConfig, inpaint_tokens
 from maskgit_inpaint.schedules import gamma as gamma_fn
 
@@ -46,9 +47,10 @@ def seed_style_inpaint(model: MaskGIT, images01, known, cfg: SamplerConfig):
         n = int(unknown.sum())
         cur = torch.where(unknown, torch.full_like(z, V), z)
         masked = unknown.clone()
+        img = None
         for t in range(1, cfg.stop + 1):
             logits = model.transformer(cur)[..., :V]
-            probs = torch.softmax(logits / max(cfg.temperature, 1e-6), -1)
+            probs = torch.softmax(logits / max(cfg.token_temperature, 1e-6), -1)
             pred = torch.distributions.Categorical(probs=probs).sample()
             conf = torch.log(probs.gather(-1, pred[..., None]).squeeze(-1))
             g = -torch.log(-torch.log(torch.rand_like(conf)))
@@ -67,8 +69,9 @@ def seed_style_inpaint(model: MaskGIT, images01, known, cfg: SamplerConfig):
     return torch.cat(outs)
 
 
-def timed(fn, repeats: int, sync):
-    fn()  # warm-up (and compile)
+def timed(fn, repeats: int, sync, warmup: bool = True):
+    if warmup:
+        fn()  # warm-up (and compile)
     sync()
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -78,32 +81,38 @@ def timed(fn, repeats: int, sync):
 
 
 @torch.no_grad()
-def stage_times(model: MaskGIT, images01, known, cfg: SamplerConfig, bs: int, sync,
-                precision: str | None = None) -> dict:
-    """ms/image of each stage of `MaskGIT.inpaint` with the smooth hole fill, the same steps in order;
-    `precision` is the transformer's (default: the model's)."""
+def stage_times(model: MaskGIT, images01, known, cfg, bs: int, sync, precision: str) -> dict:
+    """ms/image of each stage of `InpaintPipeline.generate` (smooth hole fill), the same steps in order."""
     totals = dict.fromkeys(("fill_encode", "sampling", "decode", "blend"), 0.0)
     logits_fn = model.logits_fn(precision)
     weak_fn = model.logits_fn(precision, weak=True) if model.has_weak_transformer else None
     for i in range(0, len(images01), bs):
         x01, k = images01[i:i + bs], known[i:i + bs]
         t0 = time.perf_counter()
-        tokens = model.tokenizer.encode(harmonic_fill(model.normalize(x01), k))
+        tokens = model.per_image(model.tokenizer.encode, harmonic_fill(model.normalize(x01), k))
         unknown = pixel_to_token_mask(k, model.latent_size, threshold=cfg.token_threshold)
         sync(); t1 = time.perf_counter()
         res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i,
                              weak_logits_fn=weak_fn)
         sync(); t2 = time.perf_counter()
-        out = model.decode(res.tokens, x01, k)
+        out = model.decode(res.tokens, x01, k, cfg.decode_known)
         sync(); t3 = time.perf_counter()
-        paste_known(out, x01, k, model.blend)
+        paste_known(out, x01, k, cfg.blend)
         sync(); t4 = time.perf_counter()
         for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             totals[name] += dt
     return {name: round(1000 * v / len(images01), 2) for name, v in totals.items()}
 
 
-def main():
+def profile_table(fn, rows: int) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
     p.add_argument("--model", help="model directory (overrides --preset)")
@@ -111,89 +120,79 @@ def main():
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--gamma", default=None, help="mask schedule (default: the model's, else cosine)")
     p.add_argument("--images", type=int, default=None, help="images for ours (default 64 CPU, 1024 GPU)")
-    p.add_argument("--seed-images", type=int, default=None, help="images for the seed's way (default 8)")
+    p.add_argument("--seed-images", type=int, default=None, help="images for the seed's loop (default 8)")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--compile", action="store_true", help="torch.compile the transformer (ours)")
+    p.add_argument("--compile", action="store_true", help="also time ours with the transformer torch.compile'd")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--int8", action="store_true", help="also time int8 dynamic quantisation (CPU)")
-    a = p.parse_args()
+    p.add_argument("--profile-rows", type=int, default=20, help="rows of the profiler table (0 = none)")
+    p.add_argument("--smoke", action="store_true", help="tiny preset, a batch of 2, 2 steps: checks it runs")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.preset, a.model, a.steps = "tiny", None, 2
+        a.images, a.seed_images, a.batch_size = 2, 1, 2
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
     dev = torch.device(a.device)
     gpu = dev.type == "cuda"
     n = a.images or (1024 if gpu else 64)
     n_seed = a.seed_images or (32 if gpu else 8)
     bs = a.batch_size or (512 if gpu else 64)
     model = (MaskGIT.from_dir(a.model, device=dev) if a.model else MaskGIT(preset(a.preset)).to(dev).eval())
+    auto = auto_precision(dev)
     # Like for like with the seed's loop: the model's schedule and temperatures, no guidance.
-    own = replace(model.sampler, steps=a.steps, sweet_spot=None, guidance_steps=None,
-                  **({"gamma": a.gamma} if a.gamma else {})) if a.model else None
-    cfg = (replace(own, guidance=0.0) if own
-           else SamplerConfig(gamma=a.gamma or "cosine", steps=a.steps, sweet_spot=a.steps))
+    own = model.default_settings.override(steps=a.steps, sweet_spot=a.steps, gamma=a.gamma)
+    pipe = InpaintPipeline(model)
+    cfg = own.override(guidance=0.0, guidance_steps=None)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 3, model.image_size, model.image_size, generator=g).to(dev)
     known = torch.from_numpy(generate_masks("random-walk", n, model.image_size, seed=0)).to(dev)
     sync = torch.cuda.synchronize if gpu else (lambda: None)
 
-    t_seed = timed(lambda: seed_style_inpaint(model, images[:n_seed], known[:n_seed], cfg), 1, sync) / n_seed
-
-    if a.compile:
-        model.transformer = torch.compile(model.transformer, dynamic=False)
-
-    def ours(precision="auto", sampler=cfg):
+    def ours(precision, sampler=cfg):
         for i in range(0, n, bs):
-            model.inpaint(images[i:i + bs], known[i:i + bs], sampler, seed=i, precision=precision)
+            pipe.generate(images[i:i + bs], known[i:i + bs], sampler, seed=i, precision=precision)
 
-    t_ours = timed(ours, 1 if not gpu else 3, sync) / n
-    extra = {"ours_precision": resolve_precision("auto", dev)}
-    if own is not None and own.guidance:
-        ours(sampler=own)  # warm-up
-        stages = stage_times(model, images, known, own, bs, sync)
-        extra.update(model_sampler=str(own), model_sampler_ms_per_image=round(sum(stages.values()), 2),
-                     model_sampler_stages_ms_per_image=stages)
-        if not gpu:  # the same with `--precision bf16`, the CLI's faster CPU option
-            ours("bf16", own)  # warm-up, as for fp32 above
-            stages = stage_times(model, images, known, own, bs, sync, precision="bf16")
-            extra.update(model_sampler_bf16_ms_per_image=round(sum(stages.values()), 2),
-                         model_sampler_bf16_stages_ms_per_image=stages)
-    if not gpu:
-        V = model.codebook_size
-        x = model.encode(images[:bs])
-        x = torch.where(torch.rand(x.shape, generator=g) < 0.5, torch.full_like(x, V), x)
-        with torch.no_grad():
-            ref = model.transformer(x)[..., :V].argmax(-1)
-
-        def agreement(fn):
-            with torch.no_grad():
-                return round(float((fn(x)[..., :V].argmax(-1) == ref)[x == V].float().mean()), 4)
-
-        t_bf16 = timed(lambda: ours("bf16"), 1, sync) / n
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            extra["bf16_top1_agreement"] = agreement(model.transformer)
-        extra.update(ours_bf16_images_per_s=round(1 / t_bf16, 3), ours_bf16_ms_per_image=round(1000 * t_bf16, 2),
-                     speedup_bf16=round(t_seed / t_bf16, 2))
-        if a.int8:
-            import copy
-            import warnings
-
-            fp32 = model.transformer
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.ao's deprecation notice
-                model.transformer = torch.ao.quantization.quantize_dynamic(
-                    copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
-            t_int8 = timed(lambda: ours("fp32"), 1, sync) / n
-            extra["int8_top1_agreement"] = agreement(model.transformer)
-            model.transformer = fp32
-            extra.update(ours_int8_images_per_s=round(1 / t_int8, 3), ours_int8_ms_per_image=round(1000 * t_int8, 2),
-                         speedup_int8=round(t_seed / t_int8, 2))
-
-    print(json.dumps({
-        "preset": a.model or a.preset, "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if gpu
-        else platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "steps": a.steps,
-        "gamma": cfg.gamma, "images_seed": n_seed, "images_ours": n, "batch_size": bs, "compile": a.compile,
-        "seed_style_images_per_s": round(1 / t_seed, 3), "seed_style_ms_per_image": round(1000 * t_seed, 2),
-        "ours_images_per_s": round(1 / t_ours, 3), "ours_ms_per_image": round(1000 * t_ours, 2),
-        "speedup": round(t_seed / t_ours, 2), **extra, "torch": torch.__version__}))
+    t_seed = timed(lambda: seed_style_inpaint(model, images[:n_seed], known[:n_seed], cfg), 1, sync,
+                   warmup=False) / n_seed
+    out = {"preset": a.model or a.preset, "device": str(dev), **describe_processor(dev),
+           "threads": torch.get_num_threads(), "steps": a.steps, "gamma": cfg.gamma,
+           "images_seed": n_seed, "images_ours": n, "batch_size": bs,
+           "seed_loop_ms_per_image": round(1000 * t_seed, 2)}
+    for prec in dict.fromkeys(("fp32", auto, "bf16")):
+        t = timed(lambda: ours(prec), 1, sync) / n
+        out[f"ours_{prec}_ms_per_image"] = round(1000 * t, 2)
+        out[f"speedup_{prec}"] = round(t_seed / t, 2)
+    out["speedup_auto"] = out[f"speedup_{auto}"]
+    if a.compile:
+        eager = model.transformer
+        t0 = time.perf_counter()
+        model.transformer = torch.compile(eager, dynamic=True)
+        ours("bf16")  # compiles
+        out["compile_s"] = round(time.perf_counter() - t0, 1)
+        t = timed(lambda: ours("bf16"), 1, sync, warmup=False) / n
+        out.update({"ours_bf16_compiled_ms_per_image": round(1000 * t, 2),
+                    "speedup_bf16_compiled": round(t_seed / t, 2)})
+        model.transformer = eager
+    if own.guidance:  # the model's own settings, guidance included, by stage
+        for prec in dict.fromkeys(("fp32", auto, "bf16")):
+            ours(prec, own)  # warm-up
+            stages = stage_times(model, images, known, own, bs, sync, prec)
+            out[f"own_settings_{prec}_ms_per_image"] = round(sum(stages.values()), 2)
+            out[f"own_settings_{prec}_stages_ms_per_image"] = stages
+        out["own_settings"] = str(own)
+    if a.profile_rows:
+        print(f"torch.profiler, ours, one batch of {min(bs, n)}, precision {auto}:", file=sys.stderr)
+        print(profile_table(lambda: pipe.generate(images[:bs], known[:bs], cfg, precision=auto), a.profile_rows),
+              file=sys.stderr)
+    out["torch"] = torch.__version__
+    print(json.dumps(out), flush=True)
+    return out
 
 
 if __name__ == "__main__":

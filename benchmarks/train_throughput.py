@@ -1,17 +1,23 @@
-"""Stage-2 training throughput: cached tokens versus encoding images at every step (the seed's way).
+"""Stage-2 training throughput: ours (cached tokens) versus the seed's loop (encoding the images
+through the tokenizer at every step), in fp32 and in the precision `auto` picks, one run.
 
     python benchmarks/train_throughput.py --preset small --device cpu
     python benchmarks/train_throughput.py --preset base --device cuda
+    python benchmarks/train_throughput.py --smoke            # tiny preset, one batch (CI)
 
-Both paths run the same optimiser step (AdamW, fused on CUDA; bf16 autocast) on the same
-transformer; the seed's way additionally encodes the batch through the tokenizer each step.
-On CUDA it also reports MFU against a bf16 matmul peak measured in the same run.
-Prints one JSON line.
+Both paths run the same optimiser step (AdamW, fused on CUDA) on the same transformer, under
+bf16 autocast where the precision is bf16 (training's `precision: auto`, see
+`training.config.default_precision`); the seed's loop additionally encodes the batch each step.
+On CUDA it also reports MFU against a bf16 matmul peak measured in the same run. A
+torch.profiler table of one step of ours goes to stderr; stdout gets one JSON line, with the
+processor's name and flags.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import time
 
 import torch
@@ -19,7 +25,8 @@ import torch.nn.functional as F
 
 from maskgit_inpaint.config import preset
 from maskgit_inpaint.model import MaskGIT
-from maskgit_inpaint.training import mvtm_mask
+from maskgit_inpaint.precision import auto_precision, describe_processor
+from maskgit_inpaint.training import default_precision, mvtm_mask
 
 
 def matmul_peak_tflops(dev, n=8192, iters=20) -> float:
@@ -35,14 +42,27 @@ def matmul_peak_tflops(dev, n=8192, iters=20) -> float:
     return 2 * n ** 3 * iters / (time.perf_counter() - t0) / 1e12
 
 
-def main():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--compile", action="store_true")
-    a = p.parse_args()
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--profile-rows", type=int, default=20, help="rows of the profiler table (0 = none)")
+    p.add_argument("--smoke", action="store_true", help="tiny preset, batch 2, one step: checks it runs")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.preset, a.batch_size, a.steps = "tiny", 2, 1
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
     dev = torch.device(a.device)
     gpu = dev.type == "cuda"
     bs = a.batch_size or (256 if gpu else 32)
@@ -56,19 +76,22 @@ def main():
     images = torch.randn(bs, 3, model.image_size, model.image_size, device=dev)
     cached = torch.randint(0, V, (bs, tf.cfg.num_tokens), device=dev)
 
-    def step(tokens):
+    def autocast(prec):
+        return torch.autocast(dev.type, dtype=torch.bfloat16) if prec == "bf16" else contextlib.nullcontext()
+
+    def step(tokens, prec):
         mask = mvtm_mask(tokens)
-        with torch.autocast(dev.type, dtype=torch.bfloat16):
+        with autocast(prec):
             logits = net(torch.where(mask, torch.full_like(tokens, V), tokens))[..., :V]
         loss = F.cross_entropy(logits.float()[mask], tokens[mask])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    def encode_step():
-        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
+    def encode_step(prec):
+        with torch.no_grad(), autocast(prec):
             tokens = tok.encode(images)
-        step(tokens)
+        step(tokens, prec)
 
     def run(fn, n):
         fn()
@@ -79,20 +102,34 @@ def main():
         sync()
         return bs * n / (time.perf_counter() - t0)
 
-    cached_ips = run(lambda: step(cached), steps)
-    seed_ips = run(encode_step, max(2, steps // 3))
+    auto = auto_precision(dev, "training")
     params = sum(p.numel() for p in tf.parameters())
     n_tok, d, L = tf.cfg.num_tokens, tf.cfg.dim, tf.cfg.layers
     flops_per_img = 6 * params * n_tok + 12 * L * n_tok * n_tok * d  # fwd+bwd, with attention
-    out = {"preset": a.preset, "device": str(dev), "batch_size": bs, "compile": a.compile,
-           "transformer_params": params, "cached_tokens_images_per_s": round(cached_ips, 2),
-           "encode_every_step_images_per_s": round(seed_ips, 2), "speedup": round(cached_ips / seed_ips, 2),
-           "achieved_tflops": round(cached_ips * flops_per_img / 1e12, 3), "torch": torch.__version__}
+    out = {"preset": a.preset, "device": str(dev), **describe_processor(dev), "threads": torch.get_num_threads(),
+           "training_precision_auto": default_precision("auto", "gpu" if gpu else "cpu"),
+           "batch_size": bs, "steps": steps, "compile": a.compile, "transformer_params": params}
+    for prec in dict.fromkeys(("fp32", auto)):
+        ours = run(lambda: step(cached, prec), steps)
+        seed = run(lambda: encode_step(prec), max(1, steps // 3))
+        out.update({f"ours_{prec}_images_per_s": round(ours, 2), f"seed_loop_{prec}_images_per_s": round(seed, 2),
+                    f"speedup_{prec}": round(ours / seed, 2),
+                    f"ours_{prec}_tflops": round(ours * flops_per_img / 1e12, 3)})
+    out["ours_auto_over_seed_loop_fp32"] = round(out[f"ours_{auto}_images_per_s"] / out["seed_loop_fp32_images_per_s"], 2)
     if gpu:
         peak = matmul_peak_tflops(dev)
-        out |= {"device_name": torch.cuda.get_device_name(dev), "bf16_matmul_peak_tflops": round(peak, 1),
-                "mfu": round(cached_ips * flops_per_img / 1e12 / peak, 4)}
-    print(json.dumps(out))
+        out |= {"bf16_matmul_peak_tflops": round(peak, 1),
+                "mfu": round(out[f"ours_{auto}_tflops"] / peak, 4)}
+    if a.profile_rows:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step(cached, auto)
+        print(f"torch.profiler, one training step of ours, batch {bs}, precision {auto}:", file=sys.stderr)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.profile_rows), file=sys.stderr)
+    out["torch"] = torch.__version__
+    print(json.dumps(out), flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import torch
 from maskgit_inpaint.cli import main
 from maskgit_inpaint.config import merge, preset
 from maskgit_inpaint.evaluation import default_inception_path, frechet_distance, inception_features
+from maskgit_inpaint.precision import auto_precision
 
 pytestmark = pytest.mark.skipif(default_inception_path() is None, reason="FID Inception weights not installed")
 
@@ -79,9 +80,10 @@ def test_sweep_records_command_config_model_hash_and_seeds(sweep_out, tiny_model
     assert rec["config"]["transformer"]["dim"] == preset("tiny")["transformer"]["dim"]
     assert rec["model_hash"] in (sweep_out / "sweep.md").read_text()
     assert all(r["model_hash"] == rec["model_hash"] for r in csv.DictReader(open(sweep_out / "sweep.csv")))
-    # --precision auto on CPU is fp32, and every result says so
-    assert rec["precision"] == "fp32" and all(r["precision"] == "fp32" for r in rec["runs"])
-    assert "fp32" in (sweep_out / "sweep.md").read_text()
+    # --precision auto is resolved for this processor, and every result says so
+    auto = auto_precision("cpu")
+    assert rec["precision"] == auto and all(r["precision"] == auto for r in rec["runs"])
+    assert auto in (sweep_out / "sweep.md").read_text()
     # so does the composite's blend (the model's default: seamless)
     assert rec["blend"] == "poisson" and all(r["blend"] == "poisson" for r in rec["runs"])
     assert "blend poisson" in (sweep_out / "sweep.md").read_text()
@@ -239,13 +241,14 @@ def test_token_cache_key_holds_exactly_the_settings_that_change_tokens(tiny_mode
     assert cache.key(cfg, 0) != cache.key(replace(cfg, guidance_steps=2), 0)
     assert cache.key(replace(cfg, guidance_steps=2), 0) != cache.key(replace(cfg, guidance_steps=3), 0)
     for change in ({"guidance_schedule": "linear"}, {"token_threshold": 0.25}, {"weak_guidance": True},
-                   {"hole_fill": "mean"}, {"precision": "bf16"}, {"token_temperature": 0.5}):
+                   {"hole_fill": "mean"}, {"precision": "fp32" if auto_precision("cpu") == "bf16" else "bf16"},
+                   {"token_temperature": 0.5}):
         assert cache.key(cfg, 0) != cache.key(replace(cfg, **change), 0), change
     assert cache.key(cfg, 0) != cache.key(cfg, 1)
     for change in ({"blend": "paste"}, {"decode_known": False}):
         assert cache.key(cfg, 0) == cache.key(replace(cfg, **change), 0), change
     # "auto" is hashed as what it resolves to on this device
-    assert cache.key(replace(cfg, precision="auto"), 0) == cache.key(replace(cfg, precision="fp32"), 0)
+    assert cache.key(replace(cfg, precision="auto"), 0) == cache.key(replace(cfg, precision=auto_precision("cpu")), 0)
 
 
 def test_token_cache_key_depends_on_the_weak_transformer(weak_model_dir, eval_set):

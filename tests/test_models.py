@@ -12,6 +12,7 @@ from maskgit_inpaint.pipeline import InpaintPipeline
 from maskgit_inpaint.checkpoints import WeightsError, load_strict
 from maskgit_inpaint.masks import harmonic_fill, pixel_to_token_mask
 from maskgit_inpaint.model import MaskGIT, ModelDirError, model_hash
+from maskgit_inpaint.precision import auto_precision
 from maskgit_inpaint.sampling import SamplerConfig
 from maskgit_inpaint.tokenizer import FSQ, VQGAN, TokenizerConfig
 from maskgit_inpaint.transformer import MaskTransformer, TransformerConfig
@@ -73,20 +74,40 @@ def test_encode_is_per_image(tiny):
         assert torch.equal(tiny.encode(x[i:i + 1])[0], batch[i])
 
 
-def test_tokenizer_sees_one_image_per_call_on_cpu(tiny, monkeypatch):
-    """A CPU convolution's kernel, and so its last bits, can depend on the batch size (it did on
-    an AVX-512 machine without BF16): inpainting encodes and decodes each image on its own, so an
+def test_tokenizer_batches_only_where_a_batch_matches_images_alone(tiny, monkeypatch):
+    """A CPU convolution's kernel, and so its last bits, can depend on the batch size (a batch of
+    one differs from larger ones on the development Xeon). An image alone runs as a batch of two;
+    the first batch of each shape is checked against its first and last images run so, and only
+    if they match is that shape batched from then on, else every image runs on its own: an
     image's result is the same alone or in any batch, on any CPU."""
     sizes = []
     enc, dec = tiny.tokenizer.encode, tiny.tokenizer.decode
     monkeypatch.setattr(tiny.tokenizer, "encode", lambda x: sizes.append(("encode", len(x))) or enc(x))
     monkeypatch.setattr(tiny.tokenizer, "decode",
                         lambda idx, cond=None: sizes.append(("decode", len(idx))) or dec(idx, cond))
+    monkeypatch.setattr(tiny, "_batch_verdicts", {}, raising=False)
     x, known = images(3), hole_mask(3)
     out = InpaintPipeline(tiny).generate(x, known, SamplerConfig(steps=2), seed=torch.tensor([1, 2, 3]), composite=False)
-    assert sizes == [("encode", 1)] * 3 + [("decode", 1)] * 3
+    assert sizes == [("encode", 3), ("encode", 2), ("encode", 2), ("decode", 3), ("decode", 2), ("decode", 2)]
+    sizes.clear()
+    again = InpaintPipeline(tiny).generate(x, known, SamplerConfig(steps=2), seed=torch.tensor([1, 2, 3]), composite=False)
+    assert sizes == [("encode", 3), ("decode", 3)]  # checked once per shape
+    assert torch.equal(again.images, out.images)
+    sizes.clear()
     alone = InpaintPipeline(tiny).generate(x[1:2], known[1:2], SamplerConfig(steps=2), seed=torch.tensor([2]), composite=False)
+    assert sizes == [("encode", 2), ("decode", 2)]
     assert torch.equal(alone.tokens[0], out.tokens[1]) and torch.equal(alone.images[0], out.images[1])
+
+    # a CPU whose batched kernel rounds otherwise: the check fails and every image runs alone
+    monkeypatch.setattr(tiny, "_batch_verdicts", {}, raising=False)
+    monkeypatch.setattr(tiny.tokenizer, "decode", lambda idx, cond=None: sizes.append(("decode", len(idx)))
+                        or dec(idx, cond) + (1e-7 if len(idx) > 2 else 0.0))
+    sizes.clear()
+    for _ in range(2):
+        res = InpaintPipeline(tiny).generate(x, known, SamplerConfig(steps=2), seed=torch.tensor([1, 2, 3]), composite=False)
+        assert torch.equal(res.images, out.images)
+    assert sizes == [("encode", 3), ("encode", 2), ("encode", 2), ("decode", 3)] + [("decode", 2)] * 4 \
+        + [("encode", 3)] + [("decode", 2)] * 3
 
 
 # ----------------------------------------------------------------------------- FSQ
@@ -352,7 +373,11 @@ def test_cpu_transformer_calls_are_sliced_without_changing_the_logits(tiny, monk
     try:
         sliced = InpaintPipeline(tiny).generate(x, known, cfg, seed=3)
         probe = torch.randint(0, tiny.codebook_size + 1, (5, n))
-        assert torch.equal(tiny.logits_fn()(probe), tiny.transformer(probe))
+        full = tiny.transformer(probe)
+        assert torch.equal(tiny.logits_fn("fp32")(probe, "all"), full)
+        # by default only the positions holding the mask token, the same bit for bit; the rest 0
+        masked, is_mask = tiny.logits_fn("fp32")(probe), probe == tiny.codebook_size
+        assert torch.equal(masked[is_mask], full[is_mask]) and not masked[~is_mask].any()
     finally:
         hook.remove()
     assert sizes[:5] == [2, 2, 2, 2, 2]  # the guided batch of 10 in slices of 2 sequences
@@ -575,7 +600,7 @@ def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
 def test_resolve_precision():
     from maskgit_inpaint.model import resolve_precision
 
-    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") == auto_precision("cpu")
     assert resolve_precision("bf16", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
     assert resolve_precision("mixed", "cpu") == "mixed"
     with pytest.raises(ValueError, match="fp16"):
@@ -586,7 +611,22 @@ def _autocast_spy(module, seen: list):
     return module.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
 
 
-@pytest.mark.parametrize("precision,transformer_autocast", [("bf16", True), ("fp32", False), ("auto", False)])
+def test_auto_precision_follows_the_processors_bf16_support():
+    from maskgit_inpaint.precision import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16(frozenset({"avx2", "amx_bf16", "amx_tile"}), "AVX512")
+    assert cpu_has_native_bf16(frozenset({"avx512f", "avx512_bf16"}), "AVX512")
+    assert not cpu_has_native_bf16(frozenset({"avx2", "fma"}), "AVX2")  # e.g. an AMD EPYC without AVX-512
+    assert not cpu_has_native_bf16(frozenset({"avx512f", "avx512bw"}), "AVX512")
+    assert cpu_has_native_bf16(frozenset(), "AVX512_BF16")  # no /proc/cpuinfo: torch's view decides
+    assert auto_precision("cpu") == ("mixed" if cpu_has_native_bf16() else "fp32")  # inference (see CPU_INFERENCE)
+    assert auto_precision("cpu", "training") == ("bf16" if cpu_has_native_bf16() else "fp32")
+
+
+AUTO_BF16 = auto_precision("cpu") == "bf16"
+
+
+@pytest.mark.parametrize("precision,transformer_autocast", [("bf16", True), ("fp32", False), ("auto", AUTO_BF16)])
 def test_precision_applies_to_the_transformer_only(tiny, precision, transformer_autocast):
     x, known = images(2), hole_mask(2)
     cfg = SamplerConfig(steps=4)
@@ -599,7 +639,7 @@ def test_precision_applies_to_the_transformer_only(tiny, precision, transformer_
             h.remove()
     assert seen_t == [transformer_autocast] * 4
     assert not any(seen_tok)  # encode and decode stay in fp32
-    ref = InpaintPipeline(tiny).generate(x, known, cfg, seed=1)  # model default: auto = fp32 on CPU
+    ref = InpaintPipeline(tiny).generate(x, known, cfg, seed=1, precision="fp32")
     # the known tokens and pixels never depend on the precision
     assert torch.equal(out.tokens[~out.unknown], ref.tokens[~ref.unknown])
     k = known[:, None].expand_as(x)

@@ -29,6 +29,7 @@ from .compositing import paste_known
 from .images import list_images, load_pairs, quantize as to_uint8, read_image, resize_known, to_tensor
 from .model import MaskGIT, model_hash
 from .pipeline import InpaintPipeline, resize_rgb
+from .precision import cpu_name, native_bf16
 from .settings import InpaintSettings, resolve_precision
 from .token_cache import TokenCache
 from .training import load_checkpoint_state, load_run_config, model_from_checkpoint
@@ -139,7 +140,7 @@ def record(model_dir=None, config: dict | None = None, seeds=None, **extra) -> d
            "config": config, "seeds": seeds,
            "versions": {"maskgit_inpaint": __version__, "torch": torch.__version__,
                         "torchmetrics": torchmetrics.__version__},
-           "threads": torch.get_num_threads()}
+           "threads": torch.get_num_threads(), "processor": cpu_name(), "native_bf16_cpu": native_bf16("cpu")}
     rec.update(extra)
     return rec
 

@@ -67,9 +67,10 @@ def harmonic_fill(x: torch.Tensor, known: torch.Tensor, iters: int = 8) -> torch
         return torch.where(k > 0, x, mean.expand_as(x))
     num, den = F.avg_pool2d(x * k, 2), F.avg_pool2d(k, 2)
     coarse = harmonic_fill(num / den.clamp(min=1e-6), den[:, 0] > 0, iters)
-    y = torch.where(k > 0, x, F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False))
+    keep = k > 0
+    y = torch.where(keep, x, F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False))
     for _ in range(iters):
-        y = torch.where(k > 0, x, F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1))
+        y = torch.where(keep, x, F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1))
     return y
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ import yaml
 from .config import NORMALIZATIONS, default_model_dir, has_default_model  # noqa: F401  (re-exported)
 from .checkpoints import WeightsError, atomic_write, load_safetensors, load_strict, save_safetensors
 from .device import resolve_device  # noqa: F401  (re-exported)
+from .precision import precision_line
 from .settings import HOLE_FILLS, PRECISIONS, InpaintSettings, SamplerConfig, resolve_precision
 from .tokenizer import DECODER_SIDE, VQGAN, TokenizerConfig
 from .transformer import MaskTransformer, TransformerConfig
@@ -48,6 +50,31 @@ def transformer_autocast(precision: str, device: torch.device | str):
     if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# Above this share of rows holding the mask token, `MaskGIT.logits_fn` computes every row.
+MASKED_ROWS_SHARE = 0.75
+# MKL's fp32 matrix product rounds otherwise for few rows (on the development Xeon: up to 8
+# rows, and up to 128 for an inner size of 1024), so the masked-only pass never runs one on
+# fewer rows than this: its logits are then those of the whole pass, bit for bit.
+MIN_GEMM_ROWS = 256
+
+
+def masked_rows(is_mask: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) long: each row's positions holding the mask token, in order, padded with other
+    positions up to `k` (their outputs are dropped)."""
+    return (~is_mask).to(torch.int8).argsort(dim=1, stable=True)[:, :k]
+
+
+_ANNOUNCED: set = set()
+
+
+def _announce(requested: str, resolved: str, device: torch.device) -> None:
+    """Log the transformer's precision once per process and choice (the CLI shows it on stderr)."""
+    key = (requested, resolved, str(device))
+    if key not in _ANNOUNCED:
+        _ANNOUNCED.add(key)
+        logging.getLogger("maskgit_inpaint").info(precision_line(requested, resolved, device))
 
 
 __all__ = ["HOLE_FILLS", "PRECISIONS", "InpaintSettings", "MaskGIT", "ModelDirError", "load_model",
@@ -130,18 +157,35 @@ class MaskGIT(nn.Module):
         return (x * self.std + self.mean).clamp(0, 1)
 
     def per_image(self, fn, *batches: torch.Tensor | None) -> torch.Tensor:
-        """`fn(*batches)`, on a CPU one image at a time. oneDNN picks a convolution's kernel by
-        the batch size, and on some CPUs (seen on AVX-512 without BF16, for the 3-channel first
-        convolution) the kernel for a batch sums in another order than the one for a single
-        image: the same image then encoded or decoded alone and in a batch differed in the last
-        bits, enough to move a pixel by one grey level or a token on a near tie. One image per
-        call makes each result that of the image alone, and on a 2-core CPU it is no slower in
-        all (64 images, one at a time against batched: encode 0.58 s against 0.43 s, decode
-        0.85 s against 1.27 s, so 1.43 s against 1.70 s)."""
+        """`fn(*batches)` on a CPU with each image's result the same alone or in any batch.
+        oneDNN picks a convolution's kernel by the batch size: on the development Xeon (AMX) a
+        batch of one sums in another order than any larger batch, whose results are the same for
+        every size and position (a pixel then moves by up to 1e-5, enough for a grey level or a
+        token on a near tie). So an image alone runs as a batch of two (itself twice), and the
+        first batch of each shape is checked: its first and last images must match their
+        two-image runs bit for bit, else (a CPU whose kernels differ otherwise) every image of
+        that shape runs on its own, as two. Batched, the tokenizer is about 4x faster than one
+        image at a time on 2 cores."""
         n = batches[0].shape[0]
-        if self.device.type != "cpu" or n <= 1:
+        if self.device.type != "cpu":
             return fn(*batches)
-        return torch.cat([fn(*(None if b is None else b[i:i + 1] for b in batches)) for i in range(n)])
+
+        def alone(i: int) -> torch.Tensor:
+            return fn(*(None if b is None else b[i:i + 1].expand(2, *b.shape[1:]) for b in batches))[:1]
+
+        if n == 1:
+            return alone(0)
+        verdicts = self.__dict__.setdefault("_batch_verdicts", {})
+        key = (id(getattr(fn, "__self__", fn)), getattr(fn, "__qualname__", repr(fn))) + tuple(
+            None if b is None else tuple(b.shape) for b in batches)
+        if verdicts.get(key) is False:
+            return torch.cat([alone(i) for i in range(n)])
+        out = fn(*batches)
+        if key not in verdicts:
+            verdicts[key] = all(torch.equal(alone(i), out[i:i + 1]) for i in (0, n - 1))
+            if not verdicts[key]:
+                return torch.cat([alone(i) for i in range(n)])
+        return out
 
     @torch.no_grad()
     def encode(self, images01: torch.Tensor) -> torch.Tensor:
@@ -169,24 +213,52 @@ class MaskGIT(nn.Module):
         return self.denormalize(self.per_image(self.tokenizer.decode, tokens, cond).float())
 
     def logits_fn(self, precision: str = "auto", weak: bool = False):
-        """The sampler's view of the transformer (with `weak`, of the weak one): tokens (B, N) ->
-        logits, in `precision`. On a CPU a large batch runs in slices of about
-        `CPU_TOKENS_PER_CALL` tokens: the activations then stay in the caches, which is about
-        15 % faster on the development machine (64 images with guidance: 128 x 256 tokens), and
-        the logits are the same bit for bit, since every sequence is computed on its own."""
+        """The sampler's view of the transformer (with `weak`, of the weak one), in `precision`:
+        `fn(tokens (B, N), rows="masked")` -> logits (B, N, V).
+
+        rows="masked" (what the sampler calls) computes the logits only where a sequence holds
+        the mask token, the only positions the sampler reads: the last block and the output head
+        then run on those rows alone (`MaskTransformer.forward`), and every other position holds
+        0. rows="all" computes every position (for a caller that reads the known ones too). The
+        masked positions are the same bit for bit either way in fp32 on the development machine
+        (tests/test_models.py checks that the sampled tokens are). On a CPU a large batch runs in
+        slices of about `CPU_TOKENS_PER_CALL` tokens: the activations then stay in the caches,
+        and every sequence is computed on its own, so the logits do not change."""
         prec = resolve_precision(precision, self.device)
+        _announce(precision, prec, self.device)
         if prec == "mixed":  # the weak pass only steers the draw; its cost in FID: MODEL_CARD, metrics
             prec = "bf16" if weak else "fp32"
         net = self.weak_transformer if weak else self.transformer
         if net is None:
             raise ModelDirError(f"this model has no {'weak ' if weak else ''}transformer")
+        mask_id = net.mask_token_id
 
-        def logits_fn(cur: torch.Tensor) -> torch.Tensor:
+        def part_logits(part: torch.Tensor, rows: str) -> torch.Tensor:
+            if rows == "all":
+                return net(part)
+            is_mask = part == mask_id
+            counts = is_mask.sum(1)
+            k = int(counts.max())
+            if k:  # at least MIN_GEMM_ROWS rows per matrix product (see there)
+                k = max(k, -(-MIN_GEMM_ROWS // part.shape[0]))
+            if k > MASKED_ROWS_SHARE * part.shape[1]:
+                return net(part)  # nearly every row is wanted: the whole pass costs the same
+            width = net.cfg.codebook_size + (net.cfg.layout == "lab")
+            if not k:
+                return torch.zeros(*part.shape, width, device=part.device)
+            got = net(part, masked_rows(is_mask, k))
+            out = got.new_zeros(*part.shape, width)
+            out[is_mask] = got[torch.arange(k, device=part.device)[None] < counts[:, None]]
+            return out
+
+        def logits_fn(cur: torch.Tensor, rows: str = "masked") -> torch.Tensor:
+            if rows not in ("masked", "all"):
+                raise ValueError(f"rows must be 'masked' or 'all', got {rows!r}")
             with transformer_autocast(prec, self.device):
                 if self.device.type != "cpu" or cur.numel() <= CPU_TOKENS_PER_CALL:
-                    return net(cur)
-                rows = max(1, CPU_TOKENS_PER_CALL // cur.shape[1])
-                return torch.cat([net(part) for part in cur.split(rows)])
+                    return part_logits(cur, rows)
+                per_call = max(1, CPU_TOKENS_PER_CALL // cur.shape[1])
+                return torch.cat([part_logits(part, rows) for part in cur.split(per_call)])
 
         return logits_fn
 

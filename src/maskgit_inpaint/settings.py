@@ -122,7 +122,7 @@ class InpaintSettings(SamplerConfig):
     # poisson: seamless cloning; paste: plain paste
     blend: str = option("poisson", "how known pixels go back over the output", choices=BLENDS, tokens=False)
     decode_known: bool = option(True, "give a mask-conditioned decoder the known pixels", tokens=False)
-    # mixed: fp32 with the guidance's weak pass in bf16
+    # auto: with native bf16, bf16 on a GPU and mixed on a CPU, else fp32; mixed: fp32 with the guidance's weak pass in bf16
     precision: str = option("auto", "of the transformer", choices=PRECISIONS)
 
     def validate(self) -> None:
@@ -174,15 +174,16 @@ class InpaintSettings(SamplerConfig):
 
 
 def resolve_precision(precision: str, device) -> str:
-    """'auto' is bf16 on a GPU that supports it and fp32 on CPU, where results then match the
-    published figures bit for bit; bf16 on CPU is an opt-in speed-up. 'mixed' runs the model's
-    own pass in fp32 and only the guidance's pass on the weak transformer in bf16."""
+    """'auto' uses bf16 where the device multiplies bf16 natively and fp32 elsewhere, where
+    emulated bf16 is slower: on a GPU with bf16 'bf16'; on a CPU with AMX or AVX512-BF16
+    'mixed', which runs the model's own pass in fp32 and only the guidance's pass on the weak
+    transformer in bf16 (whole-bf16 moved the raw FID by more than a seed's spread; see
+    `precision.CPU_INFERENCE`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    import torch  # here, not at the top: this module stays torch-free for the CLI's start-up
-
-    device = torch.device(device)
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        from .precision import auto_precision  # here: this module stays torch-free for the CLI's start-up
+
+        return auto_precision(device)
     return precision
 

@@ -60,11 +60,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x):
+    def forward(self, x, rows: torch.Tensor | None = None):
+        """`rows` (B, K) long: the output only at those positions (queries there, keys and values
+        everywhere), shape (B, K, D)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if rows is not None:
+            q = q.gather(2, rows[:, None, :, None].expand(-1, self.heads, -1, d // self.heads))
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(b, n, d))
+        return self.proj(y.transpose(1, 2).reshape(b, y.shape[2], d))
+
+
+def _take(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """x (B, N, D) at `rows` (B, K), or x itself."""
+    return x if rows is None else x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
 
 
 class PreNormBlock(nn.Module):
@@ -77,8 +86,8 @@ class PreNormBlock(nn.Module):
                                  nn.Linear(cfg.mlp_hidden, cfg.dim), nn.Dropout(cfg.dropout))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x):
-        x = x + self.drop(self.attn(self.ln1(x)))
+    def forward(self, x, rows: torch.Tensor | None = None):
+        x = _take(x, rows) + self.drop(self.attn(self.ln1(x), rows))
         return x + self.mlp(self.ln2(x))
 
 
@@ -94,8 +103,8 @@ class LabBlock(nn.Module):
                                  nn.Linear(cfg.mlp_hidden, cfg.dim), nn.Dropout(cfg.dropout))
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x):
-        x = self.LayerNorm1(x + self.dropout(self.Attention(x)))
+    def forward(self, x, rows: torch.Tensor | None = None):
+        x = self.LayerNorm1(_take(x, rows) + self.dropout(self.Attention(x, rows)))
         return self.LayerNorm2(x + self.MLP(x))
 
 
@@ -132,16 +141,22 @@ class MaskTransformer(nn.Module):
     def mask_token_id(self) -> int:
         return self.cfg.mask_token_id
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, N) long, mask token = codebook_size -> logits (B, N, >= codebook_size)."""
+    def forward(self, tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, N) long, mask token = codebook_size -> logits (B, N, >= codebook_size).
+
+        With `rows` (B, K) long, the logits at those positions only, (B, K, ...): the last block
+        then computes its queries, MLP and the output head for those rows alone (every row
+        still attends to all N), which is where the sampler reads them: the masked positions."""
         x = self.tok_emb(tokens) + self.pos_emb[: tokens.shape[1]]
+        last = len(self.blocks) - 1
         if self.cfg.layout == "lab":
             x = self.drop(self.LN(x))
-            for blk in self.blocks:
-                x = blk(x)
+            for i, blk in enumerate(self.blocks):
+                x = blk(x, rows if i == last else None)
             h = self.Token_Prediction(x)
-            return h @ self.tok_emb.weight.t() + self.bias[: tokens.shape[1]]
+            bias = self.bias[: tokens.shape[1]]
+            return h @ self.tok_emb.weight.t() + (bias if rows is None else bias[rows])
         x = self.drop(x)
-        for blk in self.blocks:
-            x = blk(x)
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, rows if i == last else None)
         return self.head(self.ln_f(x))

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import lightning as L
+import torch
 import torch.nn as nn
 from lightning.pytorch.callbacks import Timer
 
 from ..config import dataclass_from_dict
+from ..precision import native_bf16
 
 
 class _Settings:
@@ -179,11 +181,13 @@ def run_length(t: TokenizerTraining | TransformerTraining, steps_per_epoch: int)
     return total, math.ceil(total / steps_per_epoch)
 
 
-def default_precision(requested: str) -> str:
-    """bf16 autocast wherever it is fast: CUDA with bf16, and CPUs (2-3x on AVX-512 BF16)."""
+def default_precision(requested: str, accelerator: str = "auto") -> str:
+    """'auto': bf16 autocast where the processor has native bf16 (a GPU, AMX, AVX512-BF16), else
+    fp32: emulated bf16 is several times slower (see `maskgit_inpaint.precision`)."""
     if requested != "auto":
         return requested
-    return "bf16-mixed"
+    gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if native_bf16("cuda" if gpu else "cpu") else "32-true"
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:

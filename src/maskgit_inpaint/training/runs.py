@@ -23,6 +23,7 @@ from ..config import merge
 from ..data import (NORMALIZATIONS, ImageTensorDataset, ResumableLoader, context_cache, load_folder, split_files,
                     token_cache)
 from ..model import MaskGIT, model_hash
+from ..precision import cpu_name
 from ..tokenizer import COND_PARAMS
 from ..widen import widen_decoder
 from .callbacks import AtomicCheckpointIO, LossCurve, ReconGrid, StepLimit, StepProgressBar, StepTimer, _checkpoints
@@ -101,8 +102,10 @@ def _trainer(run_dir: Path, t: dict, callbacks: list, resume: bool = False, **kw
         kw["max_time"] = datetime.timedelta(seconds=float(t["time_budget_s"]))
     # checkpoints written atomically; the training loader shards itself across DDP ranks (and
     # keeps its place for a mid-epoch resume), so Lightning must not swap its sampler
+    precision = default_precision(t["precision"], kw.get("accelerator", "auto"))
+    print(f"training precision {precision} ({t['precision']}; {cpu_name()})", flush=True)
     return L.Trainer(default_root_dir=run_dir, max_steps=-1, max_epochs=-1,
-                     precision=default_precision(t["precision"]), logger=loggers,
+                     precision=precision, logger=loggers,
                      callbacks=callbacks + [StepLimit(), StepProgressBar()], plugins=[AtomicCheckpointIO()],
                      use_distributed_sampler=False, log_every_n_steps=t["log_every"], num_sanity_val_steps=0,
                      enable_model_summary=False, **kw)
