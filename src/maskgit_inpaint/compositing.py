@@ -13,8 +13,8 @@ import torch
 
 from .masks import harmonic_fill
 from .settings import BLENDS
-# Jacobi sweeps per level of the coarse-to-fine Laplace solve. On the default model's val
-# set 8, 32 and 128 gave composite FID 14.95, 14.94 and 14.92; 8 costs about 4 ms per image.
+# Jacobi sweeps per level of the coarse-to-fine Laplace solve: more did not lower the composite
+# FID (docs/experiments.md, "The sampler sweeps").
 POISSON_ITERS = 8
 
 

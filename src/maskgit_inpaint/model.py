@@ -164,8 +164,8 @@ class MaskGIT(nn.Module):
         token on a near tie). So an image alone runs as a batch of two (itself twice), and the
         first batch of each shape is checked: its first and last images must match their
         two-image runs bit for bit, else (a CPU whose kernels differ otherwise) every image of
-        that shape runs on its own, as two. Batched, the tokenizer is about 4x faster than one
-        image at a time on 2 cores."""
+        that shape runs on its own, as two. Batched, the tokenizer is several times faster than
+        one image at a time (docs/benchmarks.md)."""
         n = batches[0].shape[0]
         if self.device.type != "cpu":
             return fn(*batches)
