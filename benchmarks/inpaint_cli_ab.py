@@ -5,8 +5,9 @@ images and masks, default settings, rounds interleaved so both see the same load
     python benchmarks/inpaint_cli_ab.py --base-src /tmp/base/src \\
         --images /work/shared/datasets/cat-faces-64/val --masks out/val_masks --count 128 --rounds 3
 
-Masks pair with the sorted images by position (the `maskgit masks` files are numbered). Each
-round runs both commands as fresh processes; the figure compared is the command's own
+Masks pair with the sorted images by position and are white = hole (as `maskgit masks` writes
+them now); a base checkout from before that convention (`--base-hole-value 255`, the default) is
+told so with its old flag, so both read the same holes. Each round runs both commands as fresh processes; the figure compared is the command's own
 "ms/image" (inpainting and writing the PNGs, without start-up), and each process's wall time.
 Prints one JSON line.
 """
@@ -66,6 +67,8 @@ def main(argv=None):
     p.add_argument("--count", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--base-hole-value", default="255",
+                   help="the base's --hole-value for white-hole masks ('' for a base that reads white = hole)")
     p.add_argument("extra", nargs="*", help="more `maskgit inpaint` flags for both (after --)")
     a = p.parse_args(argv)
     ours_src = str(Path(__file__).resolve().parents[1] / "src")
@@ -77,7 +80,8 @@ def main(argv=None):
             order = ("base", "ours") if r % 2 == 0 else ("ours", "base")
             for name in order:
                 src = a.base_src if name == "base" else ours_src
-                runs[name].append(run_cli(src, images, masks, tmp / f"out_{name}", a.batch_size, a.extra))
+                extra = a.extra + (["--hole-value", a.base_hole_value] if name == "base" and a.base_hole_value else [])
+                runs[name].append(run_cli(src, images, masks, tmp / f"out_{name}", a.batch_size, extra))
                 print(f"round {r + 1} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
     med = {k: statistics.median(r["ms_per_image"] for r in v) for k, v in runs.items()}
     out = {"images": a.count, "batch_size": a.batch_size, "rounds": a.rounds, **describe_processor("cpu"),
