@@ -21,7 +21,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import replace
 
 import torch
 

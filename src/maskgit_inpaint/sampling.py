@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from .schedules import NON_MONOTONE, gamma as gamma_fn
-from .settings import GUIDANCE_SCHEDULES, SamplerConfig, option  # noqa: F401  (re-exported)
+from .settings import SamplerConfig  # noqa: F401  (the sampler takes it; callers import it from here too)
 
 _M32 = 0xFFFFFFFF
 @dataclass
