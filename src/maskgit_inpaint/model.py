@@ -219,7 +219,9 @@ class MaskGIT(nn.Module):
         rows="masked" (what the sampler calls) computes the logits only where a sequence holds
         the mask token, the only positions the sampler reads: the last block and the output head
         then run on those rows alone (`MaskTransformer.forward`), and every other position holds
-        0. rows="all" computes every position (for a caller that reads the known ones too). The
+        0. rows="compact" gives those rows alone, (M, V) in row-major order (`cur[cur == mask]`'s),
+        which is what the sampler asks for (`sampling.masked_logits`). rows="all" computes every
+        position (for a caller that reads the known ones too). The
         masked positions are the same bit for bit either way in fp32 on the development machine
         (tests/test_models.py checks that the sampled tokens are). On a CPU a large batch runs in
         slices of about `CPU_TOKENS_PER_CALL` tokens: the activations then stay in the caches,
@@ -235,31 +237,36 @@ class MaskGIT(nn.Module):
 
         def part_logits(part: torch.Tensor, rows: str) -> torch.Tensor:
             if rows == "all":
-                return net(part)
+                return net(part, fp32_head=True)
             is_mask = part == mask_id
             counts = is_mask.sum(1)
             k = int(counts.max())
             if k:  # at least MIN_GEMM_ROWS rows per matrix product (see there)
                 k = max(k, -(-MIN_GEMM_ROWS // part.shape[0]))
             if k > MASKED_ROWS_SHARE * part.shape[1]:
-                return net(part)  # nearly every row is wanted: the whole pass costs the same
+                got = net(part, fp32_head=True)  # nearly every row is wanted: the whole pass costs the same
+                return got[is_mask] if rows == "compact" else got
             width = net.cfg.codebook_size + (net.cfg.layout == "lab")
             if not k:
-                return torch.zeros(*part.shape, width, device=part.device)
-            got = net(part, masked_rows(is_mask, k))
+                return part.new_zeros((0, width) if rows == "compact" else (*part.shape, width), dtype=torch.float32)
+            got = net(part, masked_rows(is_mask, k), fp32_head=True)
+            got = got[torch.arange(k, device=part.device)[None] < counts[:, None]]
+            if rows == "compact":
+                return got
             out = got.new_zeros(*part.shape, width)
-            out[is_mask] = got[torch.arange(k, device=part.device)[None] < counts[:, None]]
+            out[is_mask] = got
             return out
 
         def logits_fn(cur: torch.Tensor, rows: str = "masked") -> torch.Tensor:
-            if rows not in ("masked", "all"):
-                raise ValueError(f"rows must be 'masked' or 'all', got {rows!r}")
+            if rows not in ("masked", "all", "compact"):
+                raise ValueError(f"rows must be 'masked', 'all' or 'compact', got {rows!r}")
             with transformer_autocast(prec, self.device):
                 if self.device.type != "cpu" or cur.numel() <= CPU_TOKENS_PER_CALL:
                     return part_logits(cur, rows)
                 per_call = max(1, CPU_TOKENS_PER_CALL // cur.shape[1])
                 return torch.cat([part_logits(part, rows) for part in cur.split(per_call)])
 
+        logits_fn.compact = True  # the sampler may ask for rows="compact" (sampling.masked_logits)
         return logits_fn
 
     # ------------------------------------------------------------------ model directory

@@ -136,6 +136,46 @@ def guided_logits(logits_fn: Callable[[torch.Tensor], torch.Tensor], cur: torch.
     return cond + guidance * (cond - uncond)
 
 
+def masked_logits(logits_fn: Callable[..., torch.Tensor], cur: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """(M, >= codebook_size) logits at the positions of `cur` that hold the mask token, in
+    row-major order (`cur[cur == mask_id]`'s order): the only rows the sampler reads. A
+    `logits_fn` with `compact = True` (`MaskGIT.logits_fn`) returns them without the full
+    (B, N, V) tensor; any other is called as `logits_fn(cur)` and indexed."""
+    if getattr(logits_fn, "compact", False):
+        return logits_fn(cur, rows="compact")
+    return logits_fn(cur)[cur == mask_id]
+
+
+def guided_masked_logits(logits_fn: Callable[..., torch.Tensor], cur: torch.Tensor, unknown: torch.Tensor,
+                         guidance: float, codebook_size: int,
+                         weak_logits_fn: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+    """`guided_logits` at the masked positions of `cur` only, (M, codebook_size) float in
+    row-major order: the same values, without the softmax-sized work at every other row."""
+    at = cur == codebook_size
+    if not guidance:
+        return masked_logits(logits_fn, cur, codebook_size)[:, :codebook_size].float()
+    free = torch.where(unknown, cur, torch.full_like(cur, codebook_size))
+    in_free = at[free == codebook_size]  # which of the free pass's masked rows are masked in cur
+    if weak_logits_fn is not None:
+        cond = masked_logits(logits_fn, cur, codebook_size)[:, :codebook_size].float()
+        uncond = masked_logits(weak_logits_fn, free, codebook_size)[in_free, :codebook_size].float()
+    else:
+        both = masked_logits(logits_fn, torch.cat([cur, free]), codebook_size)[:, :codebook_size].float()
+        m = int(at.sum())
+        cond, uncond = both[:m], both[m:][in_free]
+    return cond + guidance * (cond - uncond)
+
+
+def _draw_at(logits: torch.Tensor, at: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float,
+             codebook_size: int) -> torch.Tensor:
+    """`_draw` for the rows `logits` (M, V) of the positions `at` (B, N): the same tokens, (M,)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
+    u = uniform_noise(seeds, step, 0, at.shape[1])[at].to(cdf.dtype)[:, None] * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=codebook_size - 1)
+
+
 @torch.no_grad()
 def inpaint_tokens(
     logits_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -192,13 +232,15 @@ def inpaint_tokens(
         # Early steps fix the layout of the hole; later ones mostly follow the tokens already
         # placed, so `guidance_steps` can save the second pass there.
         w = cfg.guidance_at(t) if guided else 0.0
-        logits = guided_logits(logits_fn, cur, unknown, w, codebook_size, weak)
-        logp = torch.log_softmax(logits, dim=-1)
+        # only the masked rows: the draw and its log-probability are never read elsewhere
+        logits = guided_masked_logits(logits_fn, cur, unknown, w, codebook_size, weak)
         if t == stop and early:
-            sampled = logits.argmax(-1)  # early stop: every remaining token takes its best guess
+            drawn = logits.argmax(-1)  # early stop: every remaining token takes its best guess
         else:
-            sampled = _draw(logits, seeds, t, cfg.token_temperature, codebook_size)
-        sel_logp = logp.gather(-1, sampled[..., None]).squeeze(-1)
+            drawn = _draw_at(logits, masked, seeds, t, cfg.token_temperature, codebook_size)
+        sampled = cur.masked_scatter(masked, drawn)
+        sel_logp = torch.zeros(b, n, device=device).masked_scatter(
+            masked, torch.log_softmax(logits, dim=-1).gather(-1, drawn[:, None]).squeeze(-1))
 
         if t == stop:
             cur = torch.where(masked, sampled, cur)
@@ -271,8 +313,8 @@ def critic_scores(logits_fn: Callable[[torch.Tensor], torch.Tensor], cur: torch.
         if not bool(sel.any()):
             continue
         probe = torch.where(sel, torch.full_like(cur, codebook_size), cur)
-        logp = torch.log_softmax(logits_fn(probe)[..., :codebook_size].float(), dim=-1)
-        score = torch.where(sel, logp.gather(-1, cur[..., None]).squeeze(-1), score)
+        logp = torch.log_softmax(masked_logits(logits_fn, probe, codebook_size)[:, :codebook_size].float(), dim=-1)
+        score = score.masked_scatter(sel, logp.gather(-1, cur[sel][:, None]).squeeze(-1))
     return score
 
 
@@ -291,9 +333,10 @@ def _critic(logits_fn, cur, unknown, cfg: SamplerConfig, codebook_size: int, see
             result.step_tokens.append(cur)
             result.step_masks.append(back.clone())
         probe = torch.where(back, torch.full_like(cur, codebook_size), cur)
-        logits = guided_logits(logits_fn, probe, unknown, w, codebook_size, weak)
+        logits = guided_masked_logits(logits_fn, probe, unknown, w, codebook_size, weak)
         # the draws' step numbers continue after the schedule's (T + r), so no stream repeats
-        cur = torch.where(back, _draw(logits, seeds, cfg.steps + r, cfg.token_temperature, codebook_size), cur)
+        cur = cur.masked_scatter(back, _draw_at(logits, back, seeds, cfg.steps + r, cfg.token_temperature,
+                                                codebook_size))
         if result is not None:
             result.step_tokens.append(cur)
             result.step_masks.append(torch.zeros_like(back))

@@ -9,6 +9,7 @@ The mask token is always index `codebook_size`.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -141,22 +142,32 @@ class MaskTransformer(nn.Module):
     def mask_token_id(self) -> int:
         return self.cfg.mask_token_id
 
-    def forward(self, tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, rows: torch.Tensor | None = None,
+                fp32_head: bool = False) -> torch.Tensor:
         """tokens (B, N) long, mask token = codebook_size -> logits (B, N, >= codebook_size).
 
         With `rows` (B, K) long, the logits at those positions only, (B, K, ...): the last block
         then computes its queries, MLP and the output head for those rows alone (every row
-        still attends to all N), which is where the sampler reads them: the masked positions."""
+        still attends to all N), which is where the sampler reads them: the masked positions.
+        `fp32_head`: under bf16 autocast, the output head still runs in fp32. bf16 logits are
+        rounded to about 0.1 at their size, and guidance multiplies that error by 1 + w."""
         x = self.tok_emb(tokens) + self.pos_emb[: tokens.shape[1]]
         last = len(self.blocks) - 1
         if self.cfg.layout == "lab":
             x = self.drop(self.LN(x))
             for i, blk in enumerate(self.blocks):
                 x = blk(x, rows if i == last else None)
-            h = self.Token_Prediction(x)
             bias = self.bias[: tokens.shape[1]]
-            return h @ self.tok_emb.weight.t() + (bias if rows is None else bias[rows])
+            with _full_precision(fp32_head, x):
+                h = self.Token_Prediction(x.float() if fp32_head else x)
+                return h @ self.tok_emb.weight.t() + (bias if rows is None else bias[rows])
         x = self.drop(x)
         for i, blk in enumerate(self.blocks):
             x = blk(x, rows if i == last else None)
-        return self.head(self.ln_f(x))
+        with _full_precision(fp32_head, x):
+            return self.head(self.ln_f(x.float() if fp32_head else x))
+
+
+def _full_precision(on: bool, x: torch.Tensor):
+    """Autocast switched off (for the output head), or nothing."""
+    return torch.autocast(x.device.type, enabled=False) if on else contextlib.nullcontext()
