@@ -94,7 +94,7 @@ def stage_times(model: MaskGIT, images01, known, cfg, bs: int, sync, precision: 
         res = inpaint_tokens(logits_fn, tokens, unknown, cfg, codebook_size=model.codebook_size, seed=i,
                              weak_logits_fn=weak_fn)
         sync(); t2 = time.perf_counter()
-        out = model.decode(res.tokens, x01, k, cfg.decode_known)
+        out = model.decode(res.tokens, x01, k, cfg.decode_known, precision)
         sync(); t3 = time.perf_counter()
         paste_known(out, x01, k, cfg.blend)
         sync(); t4 = time.perf_counter()

@@ -79,14 +79,15 @@ def progress_bar(total: int, desc: str):
 
 @torch.no_grad()
 def decode_all(model, tokens: torch.Tensor, batch_size: int = 64, images01: torch.Tensor | None = None,
-               known: torch.Tensor | None = None, decode_known: bool | None = None) -> torch.Tensor:
+               known: torch.Tensor | None = None, decode_known: bool | None = None,
+               precision: str = "fp32") -> torch.Tensor:
     """Token grids (N, n_tokens) -> images (N,3,H,W) in [0,1]; `images01` and `known` are the
     known pixels a mask-conditioned decoder sees (see `MaskGIT.decode`)."""
     out = []
     for i in range(0, len(tokens), batch_size):
         sl = slice(i, i + batch_size)
         im, kn = (images01[sl], known[sl]) if images01 is not None else (None, None)
-        out.append(model.decode(tokens[sl].to(model.device), im, kn, decode_known).float().cpu())
+        out.append(model.decode(tokens[sl].to(model.device), im, kn, decode_known, precision).float().cpu())
     return torch.cat(out)
 
 
@@ -206,7 +207,7 @@ def run_sweep(model, model_dir, images01, known, names, configs, seeds, out_dir,
         for seed in seeds:
             hit = cache.get(cfg, seed, len(names)) if cache else None
             if hit:
-                raw, spi = decode_all(model, hit[0], batch_size, images01, known, cfg.decode_known), hit[1]
+                raw, spi = decode_all(model, hit[0], batch_size, images01, known, cfg.decode_known, cfg.precision), hit[1]
             else:
                 toks: list = []
                 raw, spi = inpaint_all(model, images01, known, cfg, seed, batch_size, toks,

@@ -218,10 +218,10 @@ class InpaintPipeline:
         weak_fn = model.logits_fn(s.precision, weak=True) if model.weak_transformer is not None else None
         res = inpaint_tokens(model.logits_fn(s.precision), tokens, unknown, s, codebook_size=model.codebook_size,
                              seed=seed, return_steps=return_steps, weak_logits_fn=weak_fn)
-        out = model.decode(res.tokens, images01, known, s.decode_known)
+        out = model.decode(res.tokens, images01, known, s.decode_known, s.precision)
         if composite:
             out = paste_known(out, images01, known, s.blend)
-        step_images = [model.decode(t, images01, known, s.decode_known) for t in res.step_tokens] if return_steps else []
+        step_images = [model.decode(t, images01, known, s.decode_known, s.precision) for t in res.step_tokens] if return_steps else []
         return InpaintOutput(out, res.tokens, unknown, step_images, res.step_masks)
 
     def inpaint_tensors(self, images01: torch.Tensor, known: torch.Tensor, seed: int,

@@ -122,8 +122,10 @@ class InpaintSettings(SamplerConfig):
     # poisson: seamless cloning; paste: plain paste
     blend: str = option("poisson", "how known pixels go back over the output", choices=BLENDS, tokens=False)
     decode_known: bool = option(True, "give a mask-conditioned decoder the known pixels", tokens=False)
-    # auto: with native bf16, bf16 on a GPU and mixed on a CPU, else fp32; mixed: fp32 with the guidance's weak pass in bf16
-    precision: str = option("auto", "of the transformer", choices=PRECISIONS)
+    # auto: bf16 with native bf16 (GPU, AMX, AVX512-BF16), else fp32; mixed: fp32 with the guidance's weak pass in bf16
+    precision: str = option("auto", "of the transformer and decoder (bf16: the encoder and the transformer's "
+                            "output head stay fp32; auto: bf16 where the processor has it natively)",
+                            choices=PRECISIONS)
 
     def validate(self) -> None:
         super().validate()
@@ -174,11 +176,9 @@ class InpaintSettings(SamplerConfig):
 
 
 def resolve_precision(precision: str, device) -> str:
-    """'auto' uses bf16 where the device multiplies bf16 natively and fp32 elsewhere, where
-    emulated bf16 is slower: on a GPU with bf16 'bf16'; on a CPU with AMX or AVX512-BF16
-    'mixed', which runs the model's own pass in fp32 and only the guidance's pass on the weak
-    transformer in bf16 (whole-bf16 moved the raw FID by more than a seed's spread; see
-    `precision.CPU_INFERENCE`)."""
+    """'auto' uses bf16 where the device multiplies bf16 natively (a GPU with bf16, a CPU with
+    AMX or AVX512-BF16; `precision.auto_precision`) and fp32 elsewhere, where emulated bf16 is
+    several times slower."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":

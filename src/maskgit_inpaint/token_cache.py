@@ -72,6 +72,8 @@ class TokenCache:
         h = self._base.copy()
         d = settings.token_key()
         d["precision"] = resolve_precision(settings.precision, self.device)
+        if d["precision"] != "fp32":
+            d["head"] = "fp32"  # bf16 passes keep an fp32 output head since 2026-12-07: older entries differ
         h.update(json.dumps([d, seed], sort_keys=True).encode())
         return h.hexdigest()[:32]
 
