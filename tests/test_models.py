@@ -379,6 +379,8 @@ def test_cpu_transformer_calls_are_sliced_without_changing_the_logits(tiny, monk
         # by default only the positions holding the mask token, the same bit for bit; the rest 0
         masked, is_mask = tiny.logits_fn("fp32")(probe), probe == tiny.codebook_size
         assert torch.equal(masked[is_mask], full[is_mask]) and not masked[~is_mask].any()
+        # "compact": those rows alone, in row-major order, across the slices
+        assert torch.equal(tiny.logits_fn("fp32")(probe, "compact"), full[is_mask])
     finally:
         hook.remove()
     assert sizes[:5] == [2, 2, 2, 2, 2]  # the guided batch of 10 in slices of 2 sequences
@@ -650,6 +652,23 @@ def test_precision_applies_to_the_transformer_and_decoder_not_the_encoder(tiny, 
     assert out.images.dtype == torch.float32 and (out.tokens[out.unknown] < tiny.codebook_size).all()
     if not transformer_autocast:
         assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.images, ref.images)
+
+
+def test_bf16_keeps_the_output_head_in_fp32(tiny):
+    """bf16 logits would be rounded to about 0.1 at their size, an error guidance multiplies by
+    1 + w: under bf16 the blocks run in bf16 and the head in fp32."""
+    seen = {}  # (a pre-hook returning something would replace the module's input: update() gives None)
+    net = tiny.transformer
+    hooks = [net.blocks[0].register_forward_pre_hook(lambda m, a: seen.update(block=torch.is_autocast_enabled("cpu"))),
+             net.head.register_forward_pre_hook(lambda m, a: seen.update(head=(torch.is_autocast_enabled("cpu"),
+                                                                              a[0].dtype)))]
+    try:
+        probe = torch.full((2, tiny.latent_size ** 2), tiny.codebook_size)
+        out = tiny.logits_fn("bf16")(probe, "compact")
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen == {"block": True, "head": (False, torch.float32)} and out.dtype == torch.float32
 
 
 def test_mixed_precision_runs_only_the_weak_transformers_pass_in_bf16(tools):

@@ -10,8 +10,8 @@ import torch
 
 from maskgit_inpaint.masks import (GENERATORS, generate_masks, harmonic_fill, pixel_to_token_mask,
                                    token_to_pixel_mask)
-from maskgit_inpaint.sampling import (SamplerConfig, critic_scores, guided_logits, halton_rank, inpaint_tokens,
-                                      masked_counts, uniform_noise)
+from maskgit_inpaint.sampling import (SamplerConfig, critic_scores, guided_logits, guided_masked_logits, halton_rank,
+                                      inpaint_tokens, masked_counts, uniform_noise)
 from maskgit_inpaint.schedules import NON_MONOTONE, SCHEDULES, gamma
 
 K = 64     # codebook size of the fake model; the mask id is K
@@ -503,6 +503,28 @@ def test_guided_logits_formula_and_the_free_pass_masks_every_known_token():
     assert torch.allclose(out, cond + 1.5 * (cond - uncond), atol=1e-5)
     lm.calls.clear()
     assert torch.equal(guided_logits(lm, cur, unknown, 0.0, K), lm(cur)[..., :K].float())
+
+
+@pytest.mark.parametrize("weak", [False, True])
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_guided_masked_logits_are_the_guided_logits_at_the_masked_rows(weak, guidance):
+    """The sampler computes only the masked rows: the same values as the full (B, N, V) path
+    there, whether the model hands compact rows itself or not."""
+    lm, weak_lm = FakeLM(seed=0), (FakeLM(seed=3) if weak else None)
+    tokens, unknown = make_batch((10, 40))
+    cur = torch.where(unknown, torch.full_like(tokens, K), tokens)
+    cur[0, unknown[0].nonzero()[:3, 0]] = 5  # some hole tokens already generated
+    full = guided_logits(lm, cur, unknown, guidance, K, weak_lm)[cur == K]
+
+    def compact(fn):
+        f = lambda x, rows="masked": fn(x)[x == K] if rows == "compact" else fn(x)  # noqa: E731
+        f.compact = True
+        return f
+
+    for a, b in ((lm, weak_lm), (compact(lm), compact(weak_lm) if weak else None)):
+        got = guided_masked_logits(a, cur, unknown, guidance, K, b)
+        assert got.shape == (int((cur == K).sum()), K)
+        assert torch.allclose(got, full, atol=1e-5)
 
 
 def test_guidance_zero_is_the_plain_sampler_and_guidance_changes_the_fill():

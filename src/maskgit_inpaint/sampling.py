@@ -92,16 +92,6 @@ def _grid_side(n: int, what: str) -> int:
     return side
 
 
-def _draw(logits: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float, codebook_size: int) -> torch.Tensor:
-    """One token per position from softmax(logits / temperature) (argmax at 0), with the uniforms
-    of stream 0 of `step`."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
-    u = uniform_noise(seeds, step, 0, logits.shape[1]).to(cdf.dtype)[..., None] * cdf[..., -1:]
-    return torch.searchsorted(cdf, u).squeeze(-1).clamp_(max=codebook_size - 1)
-
-
 def _ranks(values: torch.Tensor) -> torch.Tensor:
     """Rank of each entry within its row (0 = smallest); ties broken by position."""
     order = values.argsort(dim=1, stable=True)
@@ -168,7 +158,9 @@ def guided_masked_logits(logits_fn: Callable[..., torch.Tensor], cur: torch.Tens
 
 def _draw_at(logits: torch.Tensor, at: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float,
              codebook_size: int) -> torch.Tensor:
-    """`_draw` for the rows `logits` (M, V) of the positions `at` (B, N): the same tokens, (M,)."""
+    """One token (M,) per row of `logits` (M, V), the rows of the positions `at` (B, N), from
+    softmax(logits / temperature) (argmax at 0), with the uniforms of stream 0 of `step` at
+    those positions: a position draws the same token whatever else is computed."""
     if temperature <= 0:
         return logits.argmax(-1)
     cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
