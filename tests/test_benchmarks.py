@@ -60,3 +60,18 @@ def test_train_throughput_smoke(capsys):
     for key in ("ours_fp32_images_per_s", "seed_loop_fp32_images_per_s", f"ours_{auto}_images_per_s",
                 f"seed_loop_{auto}_images_per_s"):
         assert line[key] > 0, key
+
+
+def test_sampler_timing_smoke(capsys):
+    out = _load("sampler_timing").main(["--smoke", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip()) == json.loads(json.dumps(out))
+    names = _load("sampler_timing").OPTIONS
+    assert set(out["ms_per_image"]) == {f"T2 {o}" for o in names}
+    assert all(len(v) == 1 and v[0] > 0 for v in out["ms_per_image"].values())
+    assert "round 1:" in captured.err and out["images"] == 2
+
+
+def test_sampler_timing_rejects_unknown_option():
+    with pytest.raises(SystemExit):
+        _load("sampler_timing").main(["--smoke", "--options", "default,nope"])
