@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
             ms[f"T{t} {name}"].append(round(run(t, name), 1))
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in ms.items()), file=sys.stderr, flush=True)
     out = {"processor": proc, "threads": a.threads, "precision": a.precision, "images": n,
-           "ms_per_image": ms, "median_ms_per_image": {k: float(np.median(v)) for k, v in ms.items()}}
+           "ms_per_image": ms, "median_ms_per_image": {k: round(float(np.median(v)), 1) for k, v in ms.items()}}
     print(json.dumps(out))
     return out
 
