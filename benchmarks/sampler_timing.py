@@ -20,6 +20,7 @@ import torch
 
 from maskgit_inpaint import InpaintPipeline
 from maskgit_inpaint.experiments import load_eval_set
+from maskgit_inpaint.masks import generate_masks
 from maskgit_inpaint.precision import describe_processor
 
 OPTIONS = {
@@ -33,13 +34,10 @@ OPTIONS = {
 
 
 def synthetic_set(count: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth random images with a square hole: enough to run every option (smoke mode)."""
+    """Random images with random-walk holes: enough to run every option (smoke mode)."""
     g = torch.Generator().manual_seed(0)
-    imgs = torch.nn.functional.interpolate(torch.rand(count, 3, 8, 8, generator=g), size=(size, size),
-                                           mode="bilinear", align_corners=False)
-    known = torch.ones(count, size, size, dtype=torch.bool)
-    known[:, size // 4: 3 * size // 4, size // 4: 3 * size // 4] = False
-    return imgs, known
+    known = torch.from_numpy(generate_masks("random-walk", count, size, seed=0))
+    return torch.rand(count, 3, size, size, generator=g), known
 
 
 def main(argv=None) -> dict:
