@@ -72,15 +72,15 @@ def main(argv=None) -> dict:
     proc = describe_processor("cpu")["processor"]
     print(f"{proc}, {a.threads} threads, {a.precision}, {n} images, batch {n}", file=sys.stderr)
 
+    # every setting checked before any timing
+    settings = {(t, o): pipe.resolve(None, steps=t, sweet_spot=None, **OPTIONS[o]) for t in steps for o in options}
+
     def run(t: int, name: str) -> float:
-        s = pipe.resolve(None, steps=t, sweet_spot=None, **OPTIONS[name])
         t0 = time.perf_counter()
-        pipe.inpaint_tensors(images01, known, a.seed, s, batch_size=n)
+        pipe.inpaint_tensors(images01, known, a.seed, settings[t, name], batch_size=n)
         return 1000 * (time.perf_counter() - t0) / n
 
     for t in steps:  # warm-up: first calls allocate and pick kernels
-        for name in options:
-            pipe.resolve(None, steps=t, sweet_spot=None, **OPTIONS[name])
         run(t, options[0])
     ms: dict[str, list[float]] = {f"T{t} {o}": [] for t in steps for o in options}
     for r in range(a.rounds):
